@@ -142,7 +142,7 @@ impl Llama {
         device: &Device,
     ) -> Result<Self> {
         let hp = Hparams::from_gguf(ct)?;
-        if hp.n_head == 0 || hp.n_kv_head == 0 || hp.n_head % hp.n_kv_head != 0 {
+        if hp.n_head == 0 || hp.n_kv_head == 0 || !hp.n_head.is_multiple_of(hp.n_kv_head) {
             candle_core::bail!("head counts {} / {} do not divide", hp.n_head, hp.n_kv_head);
         }
         let head_dim = hp.n_embd / hp.n_head;
