@@ -1,1 +1,202 @@
-//! client
+//! client: Talk to a node over its API (shared by cli, gateway, explorer, tests).
+
+use commonware_codec::Encode;
+use plexus_types::{
+    Action, Address, Amount, Height, Nonce, PrivateKey, SignedTransaction, Transaction, TxHash,
+    digest_hex,
+};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {reason} (is it running? set --rpc or PLEXUS_RPC)")]
+    Unreachable { url: String, reason: String },
+    /// The node answered with an error.
+    #[error("{message} ({code})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected response from the node: {0}")]
+    Decode(String),
+    #[error(
+        "transaction {hash} not finalized after {waited:?}; check later with `plexus tx {hash}`"
+    )]
+    Timeout { hash: String, waited: Duration },
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// `GET /status`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Status {
+    pub chain_id: String,
+    pub genesis: String,
+    pub finalized_height: u64,
+    pub head: String,
+    pub state_root: String,
+    pub supply: Amount,
+    pub holdings: Amount,
+    pub treasury: Amount,
+    pub min_fee: Amount,
+    pub mempool: usize,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+/// `GET /accounts/{address}`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AccountInfo {
+    pub address: Address,
+    pub balance: Amount,
+    pub nonce: Nonce,
+    /// The nonce to sign with next: `nonce` plus this sender's transactions in the mempool.
+    pub next_nonce: Nonce,
+    pub stake: Amount,
+    pub unbonding: Vec<Value>,
+    pub height: Height,
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(url: &str) -> Self {
+        Self {
+            base: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    async fn parse<T: DeserializeOwned>(&self, response: reqwest::Response) -> Result<T> {
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if !status.is_success() {
+            let value: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let error = &value["error"];
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: error["code"].as_str().unwrap_or("http_error").to_string(),
+                message: error["message"]
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| {
+                        format!("HTTP {status}: {}", String::from_utf8_lossy(&body))
+                    }),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    fn unreachable(&self, e: reqwest::Error) -> ClientError {
+        ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.parse(response).await
+    }
+
+    pub async fn status(&self) -> Result<Status> {
+        self.get("/status").await
+    }
+
+    pub async fn status_json(&self) -> Result<Value> {
+        self.get("/status").await
+    }
+
+    pub async fn account(&self, address: &Address) -> Result<AccountInfo> {
+        self.get(&format!("/accounts/{address}")).await
+    }
+
+    pub async fn block(&self, height: u64) -> Result<Value> {
+        self.get(&format!("/blocks/{height}")).await
+    }
+
+    pub async fn state_root(&self, height: u64) -> Result<Value> {
+        self.get(&format!("/state_roots/{height}")).await
+    }
+
+    pub async fn tx(&self, hash: &str) -> Result<Value> {
+        self.get(&format!("/tx/{hash}")).await
+    }
+
+    /// Submit a signed transaction; returns its hash once the mempool accepted it.
+    pub async fn submit(&self, tx: &SignedTransaction) -> Result<TxHash> {
+        let body = serde_json::json!({ "tx": hex::encode(tx.encode()) });
+        let response = self
+            .http
+            .post(format!("{}/tx", self.base))
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let _: Value = self.parse(response).await?;
+        Ok(tx.hash())
+    }
+
+    /// Poll until the transaction is finalized or dropped.
+    pub async fn wait(&self, hash: &TxHash, timeout: Duration) -> Result<Value> {
+        let hex_hash = digest_hex(hash);
+        let started = Instant::now();
+        loop {
+            let status = self.tx(&hex_hash).await?;
+            if status["status"] != "pending" {
+                return Ok(status);
+            }
+            if started.elapsed() > timeout {
+                return Err(ClientError::Timeout {
+                    hash: hex_hash,
+                    waited: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Build, sign and submit `action` from `key`, using the node's chain id, minimum fee
+    /// (unless `fee` is given) and next nonce.
+    pub async fn send(
+        &self,
+        key: &PrivateKey,
+        action: Action,
+        fee: Option<Amount>,
+    ) -> Result<SignedTransaction> {
+        use plexus_types::Signer as _;
+        let status = self.status().await?;
+        let signer = Address::from(&key.public_key());
+        let account = self.account(&signer).await?;
+        let tx = Transaction {
+            chain_id: status.chain_id,
+            signer,
+            nonce: account.next_nonce,
+            fee: fee.unwrap_or(status.min_fee),
+            action,
+        }
+        .sign(key);
+        self.submit(&tx).await?;
+        Ok(tx)
+    }
+}

@@ -30,6 +30,7 @@ pub use tx::{Action, SignedTransaction, Transaction, TxHash};
 
 pub use commonware_cryptography::ed25519::{PrivateKey, PublicKey, Signature};
 pub use commonware_cryptography::sha256::Digest;
+pub use commonware_cryptography::{Signer, Verifier};
 
 /// Namespace under which transactions are signed (domain separation).
 pub const TX_NAMESPACE: &[u8] = b"_PLEXUS_TX_V1";

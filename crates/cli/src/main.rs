@@ -1,0 +1,462 @@
+//! The `plexus` binary: keys, tokens, staking, jobs, node, provider, gateway, devnet.
+
+mod devnet;
+mod keys;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use plexus_client::Client;
+use plexus_types::{Action, Amount, SignedTransaction, digest_hex};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_RPC: &str = "http://127.0.0.1:8545";
+
+#[derive(Parser)]
+#[command(
+    name = "plexus",
+    version,
+    about = "Plexus: a decentralized AI compute network",
+    long_about = "Plexus: a decentralized AI compute network.\n\nStart a local network with `plexus devnet`, then use the other commands against its RPC (default http://127.0.0.1:8545, or set PLEXUS_RPC / --rpc)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct RpcArgs {
+    /// Node RPC URL.
+    #[arg(long, env = "PLEXUS_RPC", default_value = DEFAULT_RPC)]
+    rpc: String,
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Clone)]
+struct SendArgs {
+    /// Key file (or key name under ~/.plexus/keys) that signs and pays.
+    #[arg(long)]
+    key: String,
+    /// Fee in base units (default: the chain's minimum fee).
+    #[arg(long)]
+    fee: Option<String>,
+    /// Wait until the transaction is finalized and print its outcome.
+    #[arg(long)]
+    wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    rpc: RpcArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a local network in the foreground: a validator with RPC and funded dev accounts.
+    Devnet {
+        /// Directory holding the devnet's keys, genesis and chain (reused on restart).
+        #[arg(long, default_value = ".plexus-devnet")]
+        dir: PathBuf,
+        /// RPC port on 127.0.0.1.
+        #[arg(long, default_value_t = 8545)]
+        rpc_port: u16,
+        /// p2p port on 127.0.0.1.
+        #[arg(long, default_value_t = 7400)]
+        p2p_port: u16,
+        /// Minimum milliseconds between blocks.
+        #[arg(long, default_value_t = 200)]
+        block_time_ms: u64,
+    },
+    /// Chain status: height, state root, supply and holdings.
+    Status {
+        #[command(flatten)]
+        rpc: RpcArgs,
+        /// Report the state root after this height instead of the head.
+        #[arg(long)]
+        height: Option<u64>,
+    },
+    /// Manage key files.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Balance, nonce and stake of an address (or of a key file / key name).
+    Balance {
+        address: String,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Send tokens.
+    Transfer {
+        /// Recipient address (or key file / key name).
+        #[arg(long)]
+        to: String,
+        /// Amount in base units.
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Bond, unbond and withdraw stake.
+    Stake {
+        #[command(subcommand)]
+        command: StakeCommand,
+    },
+    /// Show a transaction's status by hash.
+    Tx {
+        hash: String,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Show a finalized block.
+    Block {
+        height: u64,
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Run a validator.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key: `plexus keys new NAME` (stored under ~/.plexus/keys) or `--out FILE`.
+    New {
+        name: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the keys under ~/.plexus/keys (or --dir).
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the address of a key file or key name.
+    Show {
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum StakeCommand {
+    /// Lock part of the balance as stake.
+    Bond {
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Start unbonding stake; withdrawable after the chain's unbonding delay.
+    Unbond {
+        #[arg(long)]
+        amount: String,
+        #[command(flatten)]
+        send: SendArgs,
+    },
+    /// Move matured unbonded stake back to the balance.
+    Withdraw {
+        #[command(flatten)]
+        send: SendArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Run a validator from its config file (TOML).
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLEXUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Devnet {
+            dir,
+            rpc_port,
+            p2p_port,
+            block_time_ms,
+        } => run_devnet(devnet::DevnetOptions {
+            dir,
+            rpc_port,
+            p2p_port,
+            block_time_ms,
+        }),
+        Command::Node {
+            command: NodeCommand::Run { config },
+        } => {
+            let config = plexus_node::NodeConfig::load(&config)?;
+            plexus_node::run(
+                config,
+                Some(Box::new(|address| {
+                    eprintln!("validator running; RPC at http://{address}")
+                })),
+            )?;
+            Ok(())
+        }
+        Command::Keys { command } => run_keys(command),
+        other => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(run_rpc_command(other)),
+    }
+}
+
+fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
+    let (config, config_path) = devnet::prepare(&options)?;
+    let dir = options.dir.canonicalize()?;
+    let on_ready = Box::new(move |address| {
+        match devnet::write_devnet_file(
+            &dir,
+            &config_path_clone(&config_path),
+            &config_path,
+            address,
+        ) {
+            Ok(file) => {
+                println!("plexus devnet running (chain {})", file.chain_id);
+                println!("  rpc:        {}", file.rpc);
+                println!("  data:       {}", dir.display());
+                println!("  devnet.json {}", dir.join("devnet.json").display());
+                println!("  accounts (each {} base units):", devnet::DEV_BALANCE);
+                for account in &file.accounts {
+                    println!(
+                        "    {:<6} {}  key: {}",
+                        account.name,
+                        account.address,
+                        account.key_file.display()
+                    );
+                }
+                println!("try: plexus status --rpc {}", file.rpc);
+                println!("stop with Ctrl-C; run again with the same --dir to continue the chain");
+            }
+            Err(e) => eprintln!("error: cannot write devnet.json: {e:#}"),
+        }
+    });
+    plexus_node::run(config, Some(on_ready))?;
+    Ok(())
+}
+
+fn config_path_clone(config_path: &std::path::Path) -> plexus_node::NodeConfig {
+    plexus_node::NodeConfig::load(config_path).expect("devnet config just written")
+}
+
+fn run_keys(command: KeysCommand) -> Result<()> {
+    match command {
+        KeysCommand::New { name, out, json } => {
+            let path = match (out, name) {
+                (Some(path), _) => path,
+                (None, Some(name)) => keys::keys_dir().join(format!("{name}.key")),
+                (None, None) => bail!("give a NAME (stored under ~/.plexus/keys) or --out FILE"),
+            };
+            let key = keys::new_key();
+            keys::write_key(&path, &key)?;
+            let address = keys::address_of(&key);
+            if json {
+                println!("{}", json!({ "address": address, "key_file": path }));
+            } else {
+                println!("address:  {address}\nkey file: {}", path.display());
+            }
+        }
+        KeysCommand::List { dir, json } => {
+            let dir = dir.unwrap_or_else(keys::keys_dir);
+            let list = keys::list_keys(&dir)?;
+            if json {
+                let items: Vec<Value> = list
+                    .iter()
+                    .map(|(name, address, path)| json!({"name": name, "address": address, "key_file": path}))
+                    .collect();
+                println!("{}", Value::Array(items));
+            } else if list.is_empty() {
+                println!(
+                    "no keys in {} (create one with `plexus keys new NAME`)",
+                    dir.display()
+                );
+            } else {
+                for (name, address, _) in list {
+                    println!("{name:<16} {address}");
+                }
+            }
+        }
+        KeysCommand::Show { key, json } => {
+            let key = keys::load_key(&key)?;
+            let address = keys::address_of(&key);
+            if json {
+                println!("{}", json!({ "address": address }));
+            } else {
+                println!("{address}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_amount(s: &str, what: &str) -> Result<Amount> {
+    s.parse::<Amount>().with_context(|| format!("--{what}"))
+}
+
+async fn run_rpc_command(command: Command) -> Result<()> {
+    match command {
+        Command::Status { rpc, height } => {
+            let client = Client::new(&rpc.rpc);
+            let mut status = client.status_json().await?;
+            if let Some(height) = height {
+                let root = client.state_root(height).await?;
+                status = json!({
+                    "chain_id": status["chain_id"],
+                    "height": height,
+                    "state_root": root["state_root"],
+                    "finalized_height": status["finalized_height"],
+                });
+            }
+            if rpc.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                for (k, v) in status.as_object().into_iter().flatten() {
+                    println!(
+                        "{k:<20} {}",
+                        v.as_str().map(str::to_string).unwrap_or(v.to_string())
+                    );
+                }
+            }
+        }
+        Command::Balance { address, rpc } => {
+            let address = keys::parse_address_or_key(&address)?;
+            let client = Client::new(&rpc.rpc);
+            let account = client.account(&address).await?;
+            if rpc.json {
+                println!(
+                    "{}",
+                    json!({
+                        "address": account.address,
+                        "balance": account.balance,
+                        "nonce": account.nonce,
+                        "next_nonce": account.next_nonce,
+                        "stake": account.stake,
+                        "unbonding": account.unbonding,
+                        "height": account.height,
+                    })
+                );
+            } else {
+                println!("address  {}", account.address);
+                println!("balance  {}", account.balance);
+                println!("stake    {}", account.stake);
+                println!("nonce    {}", account.nonce);
+                if !account.unbonding.is_empty() {
+                    println!("unbonding {}", Value::Array(account.unbonding));
+                }
+            }
+        }
+        Command::Transfer { to, amount, send } => {
+            let to = keys::parse_address_or_key(&to)?;
+            let amount = parse_amount(&amount, "amount")?;
+            send_action(Action::Transfer { to, amount }, send).await?;
+        }
+        Command::Stake { command } => match command {
+            StakeCommand::Bond { amount, send } => {
+                let amount = parse_amount(&amount, "amount")?;
+                send_action(Action::Bond { amount }, send).await?;
+            }
+            StakeCommand::Unbond { amount, send } => {
+                let amount = parse_amount(&amount, "amount")?;
+                send_action(Action::Unbond { amount }, send).await?;
+            }
+            StakeCommand::Withdraw { send } => send_action(Action::Withdraw, send).await?,
+        },
+        Command::Tx { hash, rpc } => {
+            let status = Client::new(&rpc.rpc).tx(&hash).await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+        }
+        Command::Block { height, rpc } => {
+            let block = Client::new(&rpc.rpc).block(height).await?;
+            println!("{}", serde_json::to_string_pretty(&block)?);
+        }
+        Command::Devnet { .. } | Command::Node { .. } | Command::Keys { .. } => unreachable!(),
+    }
+    Ok(())
+}
+
+async fn send_action(action: Action, send: SendArgs) -> Result<()> {
+    let key = keys::load_key(&send.key)?;
+    let fee = send
+        .fee
+        .as_deref()
+        .map(|f| parse_amount(f, "fee"))
+        .transpose()?;
+    let client = Client::new(&send.rpc.rpc);
+    let kind = action.kind();
+    let tx: SignedTransaction = client.send(&key, action, fee).await?;
+    let hash = tx.hash();
+    let mut out = json!({
+        "hash": digest_hex(&hash),
+        "type": kind,
+        "signer": tx.tx.signer,
+        "nonce": tx.tx.nonce,
+        "fee": tx.tx.fee,
+        "status": "pending",
+    });
+    if send.wait {
+        let status = client
+            .wait(&hash, Duration::from_secs(send.timeout))
+            .await?;
+        for (k, v) in status.as_object().into_iter().flatten() {
+            out[k] = v.clone();
+        }
+    }
+    if send.rpc.json {
+        println!("{out}");
+    } else {
+        println!(
+            "{kind} {} (nonce {}, fee {})",
+            out["hash"].as_str().unwrap_or_default(),
+            tx.tx.nonce,
+            tx.tx.fee
+        );
+        match out["status"].as_str() {
+            Some("finalized") if out["success"] == true => {
+                println!("finalized at height {}", out["height"]);
+            }
+            Some("finalized") => {
+                println!(
+                    "finalized at height {} but FAILED: {}",
+                    out["height"], out["error"]
+                );
+                std::process::exit(2);
+            }
+            Some("dropped") => {
+                println!("dropped: {}", out["reason"]);
+                std::process::exit(2);
+            }
+            _ => println!(
+                "pending (check with `plexus tx {}`)",
+                out["hash"].as_str().unwrap_or_default()
+            ),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! State shared between the application actor (writer) and the RPC (readers).
+
+use crate::mempool::{AdmitError, Mempool};
+use plexus_ledger::{BlockOutcome, State};
+use plexus_types::{Block, Digest, Height, SignedTransaction, TxHash, digest_hex};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::broadcast;
+
+/// Where a transaction stands.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum TxStatus {
+    /// Accepted into the mempool, not yet in a finalized block.
+    Pending,
+    /// In a finalized block; `error` is set if execution skipped it.
+    Finalized {
+        height: Height,
+        index: usize,
+        success: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// Removed from the mempool without executing.
+    Dropped { reason: String },
+}
+
+/// One finalized block, as announced to subscribers.
+#[derive(Clone, Debug, Serialize)]
+pub struct BlockEvent {
+    pub height: Height,
+    pub digest: String,
+    pub parent: String,
+    pub timestamp_ms: u64,
+    pub txs: usize,
+    pub failed_txs: usize,
+    pub state_root: String,
+}
+
+/// Finality latencies (proposal to local finalization) of the last blocks this node proposed.
+#[derive(Debug, Default)]
+pub struct LatencyWindow {
+    samples: VecDeque<u64>,
+}
+
+impl LatencyWindow {
+    const CAPACITY: usize = 1024;
+
+    pub fn record(&mut self, ms: u64) {
+        if self.samples.len() == Self::CAPACITY {
+            self.samples.pop_front();
+        }
+        self.samples.push_back(ms);
+    }
+
+    /// (p50, p99, count) in milliseconds.
+    pub fn percentiles(&self) -> Option<(u64, u64, usize)> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<u64> = self.samples.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |p: usize| sorted[(sorted.len() - 1) * p / 100];
+        Some((at(50), at(99), sorted.len()))
+    }
+}
+
+/// The node's view of the chain after its last executed (finalized) block.
+#[derive(Debug)]
+pub struct NodeState {
+    pub ledger: State,
+    pub genesis_digest: Digest,
+    pub head_digest: Digest,
+    pub head_timestamp_ms: u64,
+    pub mempool: Mempool,
+    pub statuses: HashMap<TxHash, TxStatus>,
+    /// State root after each height (index = height; 0 is genesis).
+    pub state_roots: Vec<Digest>,
+    pub latencies: LatencyWindow,
+    pub events: broadcast::Sender<BlockEvent>,
+}
+
+impl NodeState {
+    pub fn new(ledger: State, genesis_digest: Digest, mempool_capacity: usize) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let root = ledger.state_root();
+        Self {
+            ledger,
+            genesis_digest,
+            head_digest: genesis_digest,
+            head_timestamp_ms: 0,
+            mempool: Mempool::new(mempool_capacity),
+            statuses: HashMap::new(),
+            state_roots: vec![root],
+            latencies: LatencyWindow::default(),
+            events,
+        }
+    }
+
+    /// Admit a transaction to the mempool.
+    pub fn submit(&mut self, tx: SignedTransaction) -> Result<TxHash, AdmitError> {
+        let hash = self.mempool.admit(&self.ledger, tx)?;
+        self.statuses.insert(hash, TxStatus::Pending);
+        Ok(hash)
+    }
+
+    /// Execute a finalized block. The caller has already made it durable.
+    pub fn execute(&mut self, block: &Block) -> Result<BlockOutcome, plexus_ledger::LedgerError> {
+        let outcome = self.ledger.apply_block(block.height(), &block.txs)?;
+        let hashes: Vec<TxHash> = block.txs.iter().map(|t| t.hash()).collect();
+        let mut failed = 0;
+        for (index, (hash, result)) in hashes.iter().zip(&outcome.results).enumerate() {
+            let (success, error) = match result {
+                Ok(()) => (true, None),
+                Err(e) => {
+                    failed += 1;
+                    (false, Some(e.to_string()))
+                }
+            };
+            self.statuses.insert(
+                *hash,
+                TxStatus::Finalized {
+                    height: block.height(),
+                    index,
+                    success,
+                    error,
+                },
+            );
+        }
+        for (hash, reason) in self.mempool.after_block(&self.ledger, &hashes) {
+            self.statuses.insert(hash, TxStatus::Dropped { reason });
+        }
+        let digest = block.digest();
+        self.head_digest = digest;
+        self.head_timestamp_ms = block.header.timestamp_ms;
+        self.state_roots.push(outcome.state_root);
+        let _ = self.events.send(BlockEvent {
+            height: block.height(),
+            digest: digest_hex(&digest),
+            parent: digest_hex(&block.header.parent),
+            timestamp_ms: block.header.timestamp_ms,
+            txs: block.txs.len(),
+            failed_txs: failed,
+            state_root: digest_hex(&outcome.state_root),
+        });
+        Ok(outcome)
+    }
+}
+
+/// A cloneable handle to [`NodeState`].
+#[derive(Clone, Debug)]
+pub struct Shared(Arc<Mutex<NodeState>>);
+
+impl Shared {
+    pub fn new(state: NodeState) -> Self {
+        Self(Arc::new(Mutex::new(state)))
+    }
+
+    /// Lock the state. A poisoned lock means a thread panicked mid-update: the node cannot
+    /// trust its state any more, so it stops rather than serve it.
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        self.0.lock().expect("node state lock poisoned")
+    }
+}
