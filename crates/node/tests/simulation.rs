@@ -71,7 +71,7 @@ impl Cluster {
                 }
             }
         }
-        let users: Vec<PrivateKey> = (0..3).map(|i| key_from_seed(i)).collect();
+        let users: Vec<PrivateKey> = (0..3).map(key_from_seed).collect();
         Self {
             keys,
             validators,

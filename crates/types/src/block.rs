@@ -47,7 +47,7 @@ impl Block {
                 limits::MAX_BLOCK_SIZE
             )));
         }
-        Ok(Self::decode_cfg(bytes.to_vec(), &()).map_err(|e| Error::Codec(e.to_string()))?)
+        Self::decode_cfg(bytes.to_vec(), &()).map_err(|e| Error::Codec(e.to_string()))
     }
 }
 

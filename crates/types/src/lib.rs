@@ -84,7 +84,7 @@ pub(crate) fn parse_hex32(s: &str, what: &'static str) -> Result<[u8; 32], Error
 /// Make an ed25519 key from the operating system's randomness.
 pub fn generate_key() -> PrivateKey {
     use commonware_math::algebra::Random;
-    PrivateKey::random(&mut rand::rng())
+    PrivateKey::random(rand::rng())
 }
 
 /// A deterministic key for tests and development accounts. Never use for real funds.

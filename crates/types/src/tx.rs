@@ -179,7 +179,7 @@ impl SignedTransaction {
                 limit: limits::MAX_TX_SIZE,
             });
         }
-        Ok(Self::decode_cfg(bytes.to_vec(), &()).map_err(|e| Error::Codec(e.to_string()))?)
+        Self::decode_cfg(bytes.to_vec(), &()).map_err(|e| Error::Codec(e.to_string()))
     }
 }
 
