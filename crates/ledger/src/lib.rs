@@ -138,6 +138,12 @@
 //! The root is recomputed in full (linear in the number of accounts); an incremental
 //! (Merkle) commitment can replace it without changing the rules.
 //!
+//! # Features
+//!
+//! `bench-unchecked-signatures` (off by default) adds
+//! `State::apply_block_skipping_signatures_for_benchmarks`, so the throughput benchmark can
+//! time execution apart from signature verification. A node must never enable it.
+//!
 //! # Genesis digest
 //!
 //! [`Genesis::digest`] is SHA-256 of, in the same conventions:

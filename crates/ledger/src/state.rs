@@ -71,6 +71,13 @@ struct Effects {
     treasury: Amount,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Signatures {
+    Check,
+    #[cfg_attr(not(feature = "bench-unchecked-signatures"), allow(dead_code))]
+    Skip,
+}
+
 static EMPTY: Account = Account {
     balance: Amount::ZERO,
     nonce: Nonce::new(0),
@@ -229,13 +236,14 @@ impl State {
     /// Changes nothing.
     pub fn check_tx(&self, tx: &SignedTransaction, queued: Queued) -> Result<(), TxError> {
         let height = self.height.checked_next().ok_or(TxError::HeightOverflow)?;
-        self.validate(tx, queued, height).map(|_| ())
+        self.validate(tx, queued, height, Signatures::Check)
+            .map(|_| ())
     }
 
     /// Execute `tx` at the current height (inside [`State::apply_block`], the block's
     /// height). Atomic: on error nothing changes.
     pub fn apply_tx(&mut self, tx: &SignedTransaction) -> Result<(), TxError> {
-        let effects = self.validate(tx, Queued::default(), self.height)?;
+        let effects = self.validate(tx, Queued::default(), self.height, Signatures::Check)?;
         self.commit(effects);
         Ok(())
     }
@@ -247,6 +255,27 @@ impl State {
         &mut self,
         height: Height,
         txs: &[SignedTransaction],
+    ) -> Result<BlockOutcome, LedgerError> {
+        self.execute_block(height, txs, Signatures::Check)
+    }
+
+    /// [`State::apply_block`] **without verifying signatures**, to measure execution apart
+    /// from signature cost. Only exists with the `bench-unchecked-signatures` feature; never
+    /// enable it in a node: it accepts forged transactions.
+    #[cfg(feature = "bench-unchecked-signatures")]
+    pub fn apply_block_skipping_signatures_for_benchmarks(
+        &mut self,
+        height: Height,
+        txs: &[SignedTransaction],
+    ) -> Result<BlockOutcome, LedgerError> {
+        self.execute_block(height, txs, Signatures::Skip)
+    }
+
+    fn execute_block(
+        &mut self,
+        height: Height,
+        txs: &[SignedTransaction],
+        signatures: Signatures,
     ) -> Result<BlockOutcome, LedgerError> {
         let expected = self
             .height
@@ -266,7 +295,7 @@ impl State {
         self.height = height;
         let mut results = Vec::with_capacity(txs.len());
         for tx in txs {
-            match self.validate(tx, Queued::default(), height) {
+            match self.validate(tx, Queued::default(), height, signatures) {
                 Ok(effects) => {
                     let touched = std::iter::once(effects.signer)
                         .chain(effects.credit.as_ref().map(|(to, _)| *to));
@@ -321,6 +350,7 @@ impl State {
         stx: &SignedTransaction,
         queued: Queued,
         height: Height,
+        signatures: Signatures,
     ) -> Result<Effects, TxError> {
         let tx = &stx.tx;
         if tx.chain_id != self.chain_id {
@@ -453,7 +483,7 @@ impl State {
         let treasury = self.treasury.checked_add(tx.fee).ok_or(TxError::Overflow)?;
 
         // Last: the only expensive check.
-        if !stx.verify_signature() {
+        if signatures == Signatures::Check && !stx.verify_signature() {
             return Err(TxError::InvalidSignature);
         }
         Ok(Effects {
