@@ -177,3 +177,106 @@ impl Mempool {
         dropped
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_ledger::{Genesis, GenesisAccount, Params};
+    use plexus_types::{Action, Signer, Transaction, key_from_seed};
+
+    fn setup() -> (State, plexus_types::PrivateKey, Address) {
+        let key = key_from_seed(1);
+        let address = Address::from(&key.public_key());
+        let genesis = Genesis {
+            chain_id: "t".into(),
+            params: Params {
+                min_fee: Amount::new(1),
+                unbonding_delay: 2,
+            },
+            accounts: vec![GenesisAccount {
+                address,
+                balance: Amount::new(100),
+                stake: Amount::ZERO,
+            }],
+        };
+        (
+            State::from_genesis(&genesis).unwrap(),
+            key,
+            Address::from_bytes([7; 32]),
+        )
+    }
+
+    fn transfer(key: &plexus_types::PrivateKey, nonce: u64, amount: u128) -> SignedTransaction {
+        Transaction {
+            chain_id: "t".into(),
+            signer: Address::from(&key.public_key()),
+            nonce: Nonce::new(nonce),
+            fee: Amount::new(1),
+            action: Action::Transfer {
+                to: Address::from_bytes([7; 32]),
+                amount: Amount::new(amount),
+            },
+        }
+        .sign(key)
+    }
+
+    #[test]
+    fn queues_consecutive_nonces_and_counts_queued_spend() {
+        let (state, key, _) = setup();
+        let mut pool = Mempool::new(10);
+        pool.admit(&state, transfer(&key, 0, 40)).unwrap();
+        pool.admit(&state, transfer(&key, 1, 40)).unwrap();
+        // 82 queued of 100: a third transfer of 40 + 1 would overdraw.
+        assert!(matches!(
+            pool.admit(&state, transfer(&key, 2, 40)),
+            Err(AdmitError::Invalid(TxError::InsufficientFunds { .. }))
+        ));
+        assert!(matches!(
+            pool.admit(&state, transfer(&key, 5, 1)),
+            Err(AdmitError::Invalid(TxError::NonceGap { .. }))
+        ));
+        assert!(matches!(
+            pool.admit(&state, transfer(&key, 1, 40)),
+            Err(AdmitError::Duplicate(_))
+        ));
+        assert_eq!(pool.queued(&Address::from(&key.public_key())), 2);
+        let selected = pool.select(10, &HashSet::new());
+        assert_eq!(selected.len(), 2);
+        assert_eq!(selected[0].tx.nonce, Nonce::new(0));
+    }
+
+    #[test]
+    fn capacity_is_enforced() {
+        let (state, key, _) = setup();
+        let mut pool = Mempool::new(1);
+        pool.admit(&state, transfer(&key, 0, 1)).unwrap();
+        assert!(matches!(
+            pool.admit(&state, transfer(&key, 1, 1)),
+            Err(AdmitError::Full(1))
+        ));
+    }
+
+    #[test]
+    fn after_block_removes_included_and_drops_gapped() {
+        let (mut state, key, _) = setup();
+        let mut pool = Mempool::new(10);
+        let a = transfer(&key, 0, 10);
+        let b = transfer(&key, 1, 10);
+        let c = transfer(&key, 2, 10);
+        for tx in [&a, &b, &c] {
+            pool.admit(&state, tx.clone()).unwrap();
+        }
+        // A block executes `a` and a conflicting transaction with nonce 1 (from elsewhere),
+        // so `b` is stale and `c` can still run.
+        let other = transfer(&key, 1, 5);
+        let outcome = state
+            .apply_block(plexus_types::Height::new(1), &[a.clone(), other])
+            .unwrap();
+        assert!(outcome.results.iter().all(Result::is_ok));
+        let dropped = pool.after_block(&state, &[a.hash()]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].0, b.hash());
+        assert!(pool.contains(&c.hash()));
+        assert_eq!(pool.len(), 1);
+    }
+}

@@ -341,3 +341,132 @@ fn sse_event(event: &BlockEvent) -> Event {
         .event("block")
         .data(serde_json::to_string(event).unwrap_or_default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shared::NodeState;
+    use axum::body::Body;
+    use axum::http::Request;
+    use plexus_ledger::{Genesis, GenesisAccount, Params, State as Ledger};
+    use plexus_types::Amount;
+    use tower::ServiceExt;
+
+    fn test_app() -> Router {
+        let genesis = Genesis {
+            chain_id: "t".into(),
+            params: Params {
+                min_fee: Amount::new(1),
+                unbonding_delay: 2,
+            },
+            accounts: vec![GenesisAccount {
+                address: Address::from_bytes([1; 32]),
+                balance: Amount::new(100),
+                stake: Amount::new(5),
+            }],
+        };
+        let ledger = Ledger::from_genesis(&genesis).unwrap();
+        let shared = Shared::new(NodeState::new(ledger, genesis.digest(), 10));
+        let (sender, _receiver) = commonware_utils::channel::mpsc::unbounded_channel();
+        app(RpcState {
+            shared,
+            mailbox: Mailbox::new(sender),
+        })
+    }
+
+    async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = test_app().oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn status_reports_both_sides_of_the_invariant() {
+        let (status, body) = call("GET", "/status", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["chain_id"], "t");
+        assert_eq!(body["finalized_height"], 0);
+        assert_eq!(body["supply"], "105");
+        assert_eq!(body["holdings"], "105");
+    }
+
+    #[tokio::test]
+    async fn errors_are_json_with_codes() {
+        for (method, uri, body, code, expected) in [
+            (
+                "POST",
+                "/tx",
+                "{",
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+            ),
+            ("POST", "/tx", "{}", StatusCode::BAD_REQUEST, "missing_tx"),
+            (
+                "POST",
+                "/tx",
+                "{\"tx\":\"abc\"}",
+                StatusCode::BAD_REQUEST,
+                "malformed_tx",
+            ),
+            (
+                "GET",
+                "/accounts/xyz",
+                "",
+                StatusCode::BAD_REQUEST,
+                "invalid_address",
+            ),
+            ("GET", "/tx/00", "", StatusCode::BAD_REQUEST, "invalid_hash"),
+            (
+                "GET",
+                "/blocks/abc",
+                "",
+                StatusCode::BAD_REQUEST,
+                "invalid_height",
+            ),
+            (
+                "GET",
+                "/blocks/7",
+                "",
+                StatusCode::NOT_FOUND,
+                "unknown_block",
+            ),
+            (
+                "GET",
+                "/state_roots/7",
+                "",
+                StatusCode::NOT_FOUND,
+                "unknown_block",
+            ),
+            ("GET", "/nope", "", StatusCode::NOT_FOUND, "not_found"),
+        ] {
+            let (status, value) = call(method, uri, body).await;
+            assert_eq!(status, code, "{method} {uri}: {value}");
+            assert_eq!(value["error"]["code"], expected, "{method} {uri}: {value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn account_and_genesis_state_root() {
+        let address = Address::from_bytes([1; 32]);
+        let (status, body) = call("GET", &format!("/accounts/{address}"), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["balance"], "100");
+        assert_eq!(body["stake"], "5");
+        assert_eq!(body["next_nonce"], 0);
+        let (status, body) = call("GET", "/state_roots/0", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["height"], 0);
+    }
+}
