@@ -130,6 +130,31 @@ fn submit(rpc: &str, tx: &plexus_types::SignedTransaction) -> (u16, Value) {
     post(rpc, &json!({ "tx": hex::encode(tx.encode()) }).to_string())
 }
 
+/// Read `/events/blocks` over a raw socket until the first block event.
+fn first_block_event(rpc: &str) -> Value {
+    use std::io::{BufRead, BufReader, Write};
+    let address = rpc.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /events/blocks HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let reader = BufReader::new(stream);
+    for line in reader.lines() {
+        let line = line.unwrap();
+        if let Some(data) = line.strip_prefix("data: ") {
+            if let Ok(value) = serde_json::from_str::<Value>(data) {
+                return value;
+            }
+        }
+    }
+    panic!("no block event");
+}
+
 fn key(path: &Value) -> PrivateKey {
     parse_private_key(&std::fs::read_to_string(path.as_str().unwrap()).unwrap()).unwrap()
 }
@@ -173,6 +198,34 @@ fn devnet_transfers_rejects_bad_input_and_survives_kill_9() {
     assert_eq!(after_b - before_b, 12345);
     let s = status(&rpc);
     assert_eq!(s["supply"], s["holdings"]);
+
+    // Staking through the CLI: bond moves balance to stake (plus the fee).
+    let dave_key = file["accounts"][3]["key_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dave = file["accounts"][3]["address"].as_str().unwrap().to_string();
+    let out = cli_json(&[
+        "stake", "bond", "--key", &dave_key, "--amount", "5000", "--wait", "--json", "--rpc", &rpc,
+    ]);
+    assert_eq!(out["success"], true, "{out}");
+    let account = cli_json(&["balance", &dave, "--rpc", &rpc, "--json"]);
+    assert_eq!(amount(&account["stake"]), 5000);
+    let out = cli_json(&[
+        "stake", "unbond", "--key", &dave_key, "--amount", "2000", "--wait", "--json", "--rpc",
+        &rpc,
+    ]);
+    assert_eq!(out["success"], true, "{out}");
+    let account = cli_json(&["balance", &dave, "--rpc", &rpc, "--json"]);
+    assert_eq!(amount(&account["stake"]), 3000);
+    assert_eq!(account["unbonding"].as_array().unwrap().len(), 1);
+    let s = status(&rpc);
+    assert_eq!(s["supply"], s["holdings"]);
+
+    // The stream of finalized blocks (server-sent events).
+    let event = first_block_event(&rpc);
+    assert!(event["height"].as_u64().unwrap() > 0, "{event}");
+    assert_eq!(event["state_root"].as_str().unwrap().len(), 64);
 
     // Bad inputs: each a 4xx JSON error naming the problem; nothing changes.
     let signer_key = key(&file["accounts"][2]["key_file"]);
