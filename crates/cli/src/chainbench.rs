@@ -100,19 +100,22 @@ pub async fn run(args: ChainBenchArgs) -> Result<()> {
         "node_finality": node["finality"],
     });
     if args.rpc.json {
-        println!("{report}");
+        outln!("{report}");
     } else {
-        println!(
+        outln!(
             "finality (submit -> finalized, {} sequential transfers): p50 {:.1} ms, p99 {:.1} ms",
             args.latency_txs,
             percentile(&latencies, 50),
             percentile(&latencies, 99)
         );
-        println!(
+        outln!(
             "throughput: {} transfers finalized in {:.2} s = {:.0} tx/s (submission alone {:.2} s)",
-            args.burst_txs, elapsed, tps, submitted
+            args.burst_txs,
+            elapsed,
+            tps,
+            submitted
         );
-        println!(
+        outln!(
             "node-side finality (proposal -> finalization): {}",
             node["finality"]
         );

@@ -1,5 +1,20 @@
 //! The `plexus` binary: keys, tokens, staking, jobs, node, provider, gateway, devnet.
 
+/// `println!` that exits quietly when stdout is closed (`plexus status | head`) instead of
+/// panicking on the broken pipe.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        if let Err(e) = writeln!(stdout, $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("cannot write to stdout: {e}");
+        }
+    }};
+}
+
 mod chainbench;
 mod devnet;
 mod infer;
@@ -269,21 +284,21 @@ fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
             address,
         ) {
             Ok(file) => {
-                println!("plexus devnet running (chain {})", file.chain_id);
-                println!("  rpc:        {}", file.rpc);
-                println!("  data:       {}", dir.display());
-                println!("  devnet.json {}", dir.join("devnet.json").display());
-                println!("  accounts (each {} base units):", devnet::DEV_BALANCE);
+                outln!("plexus devnet running (chain {})", file.chain_id);
+                outln!("  rpc:        {}", file.rpc);
+                outln!("  data:       {}", dir.display());
+                outln!("  devnet.json {}", dir.join("devnet.json").display());
+                outln!("  accounts (each {} base units):", devnet::DEV_BALANCE);
                 for account in &file.accounts {
-                    println!(
+                    outln!(
                         "    {:<6} {}  key: {}",
                         account.name,
                         account.address,
                         account.key_file.display()
                     );
                 }
-                println!("try: plexus status --rpc {}", file.rpc);
-                println!("stop with Ctrl-C; run again with the same --dir to continue the chain");
+                outln!("try: plexus status --rpc {}", file.rpc);
+                outln!("stop with Ctrl-C; run again with the same --dir to continue the chain");
             }
             Err(e) => eprintln!("error: cannot write devnet.json: {e:#}"),
         }
@@ -308,9 +323,9 @@ fn run_keys(command: KeysCommand) -> Result<()> {
             keys::write_key(&path, &key)?;
             let address = keys::address_of(&key);
             if json {
-                println!("{}", json!({ "address": address, "key_file": path }));
+                outln!("{}", json!({ "address": address, "key_file": path }));
             } else {
-                println!("address:  {address}\nkey file: {}", path.display());
+                outln!("address:  {address}\nkey file: {}", path.display());
             }
         }
         KeysCommand::List { dir, json } => {
@@ -321,15 +336,15 @@ fn run_keys(command: KeysCommand) -> Result<()> {
                     .iter()
                     .map(|(name, address, path)| json!({"name": name, "address": address, "key_file": path}))
                     .collect();
-                println!("{}", Value::Array(items));
+                outln!("{}", Value::Array(items));
             } else if list.is_empty() {
-                println!(
+                outln!(
                     "no keys in {} (create one with `plexus keys new NAME`)",
                     dir.display()
                 );
             } else {
                 for (name, address, _) in list {
-                    println!("{name:<16} {address}");
+                    outln!("{name:<16} {address}");
                 }
             }
         }
@@ -337,9 +352,9 @@ fn run_keys(command: KeysCommand) -> Result<()> {
             let key = keys::load_key(&key)?;
             let address = keys::address_of(&key);
             if json {
-                println!("{}", json!({ "address": address }));
+                outln!("{}", json!({ "address": address }));
             } else {
-                println!("{address}");
+                outln!("{address}");
             }
         }
     }
@@ -365,10 +380,10 @@ async fn run_rpc_command(command: Command) -> Result<()> {
                 });
             }
             if rpc.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                outln!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 for (k, v) in status.as_object().into_iter().flatten() {
-                    println!(
+                    outln!(
                         "{k:<20} {}",
                         v.as_str().map(str::to_string).unwrap_or(v.to_string())
                     );
@@ -380,7 +395,7 @@ async fn run_rpc_command(command: Command) -> Result<()> {
             let client = Client::new(&rpc.rpc);
             let account = client.account(&address).await?;
             if rpc.json {
-                println!(
+                outln!(
                     "{}",
                     json!({
                         "address": account.address,
@@ -393,12 +408,12 @@ async fn run_rpc_command(command: Command) -> Result<()> {
                     })
                 );
             } else {
-                println!("address  {}", account.address);
-                println!("balance  {}", account.balance);
-                println!("stake    {}", account.stake);
-                println!("nonce    {}", account.nonce);
+                outln!("address  {}", account.address);
+                outln!("balance  {}", account.balance);
+                outln!("stake    {}", account.stake);
+                outln!("nonce    {}", account.nonce);
                 if !account.unbonding.is_empty() {
-                    println!("unbonding {}", Value::Array(account.unbonding));
+                    outln!("unbonding {}", Value::Array(account.unbonding));
                 }
             }
         }
@@ -420,11 +435,11 @@ async fn run_rpc_command(command: Command) -> Result<()> {
         },
         Command::Tx { hash, rpc } => {
             let status = Client::new(&rpc.rpc).tx(&hash).await?;
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            outln!("{}", serde_json::to_string_pretty(&status)?);
         }
         Command::Block { height, rpc } => {
             let block = Client::new(&rpc.rpc).block(height).await?;
-            println!("{}", serde_json::to_string_pretty(&block)?);
+            outln!("{}", serde_json::to_string_pretty(&block)?);
         }
         Command::Bench {
             command: BenchCommand::Chain(args),
@@ -467,9 +482,9 @@ async fn send_action(action: Action, send: SendArgs) -> Result<()> {
         }
     }
     if send.rpc.json {
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "{kind} {} (nonce {}, fee {})",
             out["hash"].as_str().unwrap_or_default(),
             tx.tx.nonce,
@@ -477,20 +492,21 @@ async fn send_action(action: Action, send: SendArgs) -> Result<()> {
         );
         match out["status"].as_str() {
             Some("finalized") if out["success"] == true => {
-                println!("finalized at height {}", out["height"]);
+                outln!("finalized at height {}", out["height"]);
             }
             Some("finalized") => {
-                println!(
+                outln!(
                     "finalized at height {} but FAILED: {}",
-                    out["height"], out["error"]
+                    out["height"],
+                    out["error"]
                 );
                 std::process::exit(2);
             }
             Some("dropped") => {
-                println!("dropped: {}", out["reason"]);
+                outln!("dropped: {}", out["reason"]);
                 std::process::exit(2);
             }
-            _ => println!(
+            _ => outln!(
                 "pending (check with `plexus tx {}`)",
                 out["hash"].as_str().unwrap_or_default()
             ),
