@@ -146,10 +146,10 @@ fn first_block_event(rpc: &str) -> Value {
     let reader = BufReader::new(stream);
     for line in reader.lines() {
         let line = line.unwrap();
-        if let Some(data) = line.strip_prefix("data: ") {
-            if let Ok(value) = serde_json::from_str::<Value>(data) {
-                return value;
-            }
+        if let Some(data) = line.strip_prefix("data: ")
+            && let Ok(value) = serde_json::from_str::<Value>(data)
+        {
+            return value;
         }
     }
     panic!("no block event");
