@@ -14,7 +14,7 @@
 //! order. Masked padding contributes exact zeros, so a text's vector does not depend on what
 //! it is batched with beyond floating-point summation order in the matrix products.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
@@ -37,7 +37,6 @@ pub const DEFAULT_BATCH_SIZE: usize = 32;
 pub struct Embedder {
     model: BertModel,
     tokenizer: Tokenizer,
-    device: Device,
     hidden_size: usize,
     batch_size: usize,
 }
@@ -81,12 +80,13 @@ impl Embedder {
                 ..Default::default()
             }))
             .map_err(Error::tokenizer)?;
-        let vb = VarBuilder::from_buffered_safetensors(safetensors, DType::F32, device)?;
+        // The encoder runs on the CPU whatever `device` is (see `bert`).
+        let _ = device;
+        let vb = VarBuilder::from_buffered_safetensors(safetensors, DType::F32, &Device::Cpu)?;
         let model = BertModel::load(vb, &config)?;
         Ok(Self {
             model,
             tokenizer,
-            device: device.clone(),
             hidden_size: config.hidden_size,
             batch_size: DEFAULT_BATCH_SIZE,
         })
@@ -134,24 +134,25 @@ impl Embedder {
     }
 
     fn embed_batch(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        let n = batch.len();
-        let len = batch.iter().map(|b| b.len()).max().unwrap_or(0);
-        let mut ids = vec![0u32; n * len];
-        let mut mask = vec![0f32; n * len];
-        for (row, toks) in batch.iter().enumerate() {
-            ids[row * len..row * len + toks.len()].copy_from_slice(toks);
-            mask[row * len..row * len + toks.len()].fill(1.0);
+        let h = self.hidden_size;
+        let hidden = self.model.forward_packed(batch)?; // (total tokens, h), no padding
+        let mut out = Vec::with_capacity(batch.len());
+        let mut rows = hidden.chunks_exact(h);
+        for text in batch {
+            // Mean over the text's tokens, then L2 normalisation.
+            let mut mean = vec![0f32; h];
+            for row in rows.by_ref().take(text.len()) {
+                for (m, v) in mean.iter_mut().zip(row) {
+                    *m += v;
+                }
+            }
+            let n = text.len() as f32;
+            mean.iter_mut().for_each(|m| *m /= n);
+            let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
+            mean.iter_mut().for_each(|m| *m /= norm);
+            out.push(mean);
         }
-        let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let hidden = self.model.forward(&ids, &mask)?; // (n, len, hidden)
-        // Mean over the real tokens only.
-        let summed = hidden.broadcast_mul(&mask.unsqueeze(2)?)?.sum(1)?; // (n, hidden)
-        let counts = mask.sum_keepdim(1)?; // (n, 1)
-        let mean = summed.broadcast_div(&counts)?;
-        let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f32::MAX)?;
-        let normalised = mean.broadcast_div(&norm)?;
-        Ok(normalised.to_vec2::<f32>()?)
+        Ok(out)
     }
 }
 
