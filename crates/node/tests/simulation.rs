@@ -262,3 +262,41 @@ fn crashed_validator_restarts_and_catches_up() {
         );
     });
 }
+
+#[test]
+fn lossy_slow_links_still_finalize_and_agree() {
+    let runner = deterministic::Runner::new(
+        deterministic::Config::new()
+            .with_seed(23)
+            .with_timeout(Some(Duration::from_secs(600))),
+    );
+    runner.start(|context| async move {
+        // 10% of messages lost, 80 ms mean latency with 40 ms jitter.
+        let link = Link {
+            latency: Duration::from_millis(80),
+            jitter: Duration::from_millis(40),
+            success_rate: commonware_utils::probability!(0.9),
+        };
+        let cluster = Cluster::new(&context, link).await;
+        let nodes: Vec<(Shared, Handle<()>)> =
+            (0..N).map(|i| cluster.start(&context, i, 0)).collect();
+        let shared: Vec<&Shared> = nodes.iter().map(|(s, _)| s).collect();
+        let alice = key_from_seed(0);
+        let bob = Address::from(&key_from_seed(1).public_key());
+        for nonce in 0..10 {
+            let tx = transfer(&alice, nonce, bob, 3);
+            for node in &shared {
+                node.lock().submit(tx.clone()).unwrap();
+            }
+        }
+        wait_for(&context, &shared, 25).await;
+        let upto = shared.iter().map(|s| height(s)).min().unwrap();
+        check_agreement(&shared, upto);
+        for node in &shared {
+            assert_eq!(
+                node.lock().ledger.account(&bob).balance,
+                Amount::new(1_000_000 + 30)
+            );
+        }
+    });
+}
