@@ -276,13 +276,9 @@ fn run(cli: Cli) -> Result<()> {
 fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
     let (config, config_path) = devnet::prepare(&options)?;
     let dir = options.dir.canonicalize()?;
+    let node_config = config.clone();
     let on_ready = Box::new(move |address| {
-        match devnet::write_devnet_file(
-            &dir,
-            &config_path_clone(&config_path),
-            &config_path,
-            address,
-        ) {
+        match devnet::write_devnet_file(&dir, &node_config, &config_path, address) {
             Ok(file) => {
                 outln!("plexus devnet running (chain {})", file.chain_id);
                 outln!("  rpc:        {}", file.rpc);
@@ -305,10 +301,6 @@ fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
     });
     plexus_node::run(config, Some(on_ready))?;
     Ok(())
-}
-
-fn config_path_clone(config_path: &std::path::Path) -> plexus_node::NodeConfig {
-    plexus_node::NodeConfig::load(config_path).expect("devnet config just written")
 }
 
 fn run_keys(command: KeysCommand) -> Result<()> {

@@ -97,10 +97,10 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
 }
 
 fn parse_public_key(hex_key: &str) -> Result<PublicKey> {
-    use commonware_codec::DecodeExt;
-    let bytes = hex::decode(hex_key.trim())
-        .map_err(|e| Error::Config(format!("validator key {hex_key:?}: {e}")))?;
-    PublicKey::decode(bytes).map_err(|e| Error::Config(format!("validator key {hex_key:?}: {e}")))
+    hex_key
+        .parse::<plexus_types::Address>()
+        .and_then(|address| address.public_key())
+        .map_err(|e| Error::Config(format!("validator key {hex_key:?}: {e}")))
 }
 
 /// Called once the RPC is listening, with its address.

@@ -426,8 +426,7 @@ where
             return;
         }
         self.missing.remove(&digest);
-        if block.header.parent != self.genesis
-            && !self.executed.contains_key(&block.header.parent)
+        if !self.executed.contains_key(&block.header.parent)
             && self.known(&block.header.parent).is_none()
         {
             self.missing.insert(block.header.parent);
