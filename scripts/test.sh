@@ -16,5 +16,7 @@ if [ "${PLEXUS_SKIP_MODELS:-0}" != "1" ]; then
   echo "== end-to-end: real models"
   target="${CARGO_TARGET_DIR:-target}/release/plexus"
   "$target" models install
-  cargo test --release --locked -p plexus-inference -- --ignored
+  cargo test --release --locked -p plexus-inference -p plexus-provider -- --ignored
+  echo "== end-to-end: jobs through a devnet with provider processes"
+  cargo test --release --locked -p plexus-cli --test jobs -- --ignored
 fi

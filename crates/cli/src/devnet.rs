@@ -2,9 +2,12 @@
 
 use crate::keys::{address_of, write_key};
 use anyhow::{Context, Result};
-use plexus_ledger::{Genesis, GenesisAccount, Params};
+use plexus_inference::catalog;
+use plexus_ledger::{Genesis, GenesisAccount, GenesisModel, Params};
 use plexus_node::{NodeConfig, ValidatorEntry};
-use plexus_types::{Amount, Signer, generate_key, parse_private_key};
+use plexus_types::{
+    Amount, ModelKind, Signer, WorkUnit, generate_key, parse_digest, parse_private_key,
+};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,41 @@ pub const DEV_ACCOUNTS: [&str; 4] = ["alice", "bob", "carol", "dave"];
 pub const DEV_BALANCE: u128 = 1_000_000_000_000;
 pub const DEV_MIN_FEE: u128 = 10;
 pub const DEV_UNBONDING_DELAY: u64 = 20;
+/// Devnet providers: each starts with this much stake bonded (and `DEV_BALANCE` to spend).
+pub const DEV_PROVIDERS: [&str; 2] = ["provider-1", "provider-2"];
+pub const DEV_PROVIDER_STAKE: u128 = 10_000_000_000;
+pub const DEV_MIN_PROVIDER_STAKE: u128 = 1_000_000_000;
+/// Taken from a devnet provider's stake per missed deadline (1% of its stake).
+pub const DEV_MISS_PENALTY: u128 = 100_000_000;
+/// Starting (and lowest) price per unit: per input token (embeddings), per output token (chat).
+pub const DEV_EMBED_MIN_PRICE: u128 = 1_000;
+pub const DEV_CHAT_MIN_PRICE: u128 = 10_000;
+
+/// The catalogue's models, registered at genesis by content hash.
+pub fn genesis_models() -> Result<Vec<GenesisModel>> {
+    catalog::CATALOG
+        .iter()
+        .map(|spec| {
+            let (kind, unit, min_price) = match spec.kind {
+                catalog::ModelKind::Embedding => (
+                    ModelKind::Embedding,
+                    WorkUnit::InputTokens,
+                    DEV_EMBED_MIN_PRICE,
+                ),
+                catalog::ModelKind::Chat => {
+                    (ModelKind::Chat, WorkUnit::OutputTokens, DEV_CHAT_MIN_PRICE)
+                }
+            };
+            Ok(GenesisModel {
+                hash: parse_digest(&spec.model_hash())?,
+                name: spec.name.to_string(),
+                kind,
+                unit,
+                min_price: Amount::new(min_price),
+            })
+        })
+        .collect()
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DevAccount {
@@ -29,6 +67,18 @@ pub struct DevnetFile {
     pub genesis: String,
     pub accounts: Vec<DevAccount>,
     pub validators: Vec<DevValidator>,
+    /// Providers started by the devnet, with the URL where each serves its outputs.
+    #[serde(default)]
+    pub providers: Vec<DevProvider>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevProvider {
+    pub name: String,
+    pub address: String,
+    pub key_file: PathBuf,
+    pub endpoint: String,
+    pub models: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -44,6 +94,7 @@ pub struct DevnetOptions {
     pub rpc_port: u16,
     pub p2p_port: u16,
     pub block_time_ms: u64,
+    pub providers: usize,
 }
 
 /// Create the devnet's files on first run; reuse them after.
@@ -67,6 +118,15 @@ pub fn prepare(options: &DevnetOptions) -> Result<(NodeConfig, PathBuf)> {
                 stake: Amount::ZERO,
             });
         }
+        for name in DEV_PROVIDERS {
+            let key = generate_key();
+            write_key(&keys_dir.join(format!("{name}.key")), &key)?;
+            accounts.push(GenesisAccount {
+                address: address_of(&key),
+                balance: Amount::new(DEV_BALANCE),
+                stake: Amount::new(DEV_PROVIDER_STAKE),
+            });
+        }
         let validator = generate_key();
         write_key(&validator_key, &validator)?;
         accounts.push(GenesisAccount {
@@ -74,17 +134,27 @@ pub fn prepare(options: &DevnetOptions) -> Result<(NodeConfig, PathBuf)> {
             balance: Amount::new(DEV_BALANCE),
             stake: Amount::new(DEV_BALANCE),
         });
+        let mut params = Params::new(Amount::new(DEV_MIN_FEE), DEV_UNBONDING_DELAY);
+        params.min_provider_stake = Amount::new(DEV_MIN_PROVIDER_STAKE);
+        params.miss_penalty = Amount::new(DEV_MISS_PENALTY);
         let genesis = Genesis {
             chain_id: "plexus-devnet".into(),
-            params: Params {
-                min_fee: Amount::new(DEV_MIN_FEE),
-                unbonding_delay: DEV_UNBONDING_DELAY,
-            },
+            models: genesis_models()?,
+            params,
             accounts,
         };
         let tmp = genesis_path.with_extension("json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&genesis)?)?;
         std::fs::rename(&tmp, &genesis_path)?;
+    }
+    let genesis = plexus_node::load_genesis(&genesis_path)?;
+    if genesis.models.is_empty() || !keys_dir.join(format!("{}.key", DEV_PROVIDERS[0])).exists() {
+        anyhow::bail!(
+            "{} was created by an older plexus (no models or providers in its genesis); \
+             remove it (`rm -rf {}`) or pass another --dir",
+            dir.display(),
+            options.dir.display()
+        );
     }
     let key_text = std::fs::read_to_string(&validator_key)
         .with_context(|| format!("cannot read {}", validator_key.display()))?;
@@ -113,6 +183,7 @@ pub fn write_devnet_file(
     config: &NodeConfig,
     config_path: &Path,
     rpc: SocketAddr,
+    providers: Vec<DevProvider>,
 ) -> Result<DevnetFile> {
     let genesis = plexus_node::load_genesis(&config.genesis_file)?;
     let keys_dir = dir.join("keys");
@@ -142,10 +213,119 @@ pub fn write_devnet_file(
                 config: config_path.to_path_buf(),
             })
             .collect(),
+        providers,
     };
     let path = dir.join("devnet.json");
     let tmp = dir.join("devnet.json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(&file)?)?;
     std::fs::rename(&tmp, &path)?;
     Ok(file)
+}
+
+/// Start the devnet's providers on their own thread and runtime once the node's RPC is up:
+/// install the models if missing, start each provider (it registers on chain), then rewrite
+/// `devnet.json` with them. Failures are reported and leave the chain running without them.
+pub fn start_providers(
+    dir: PathBuf,
+    config: NodeConfig,
+    config_path: PathBuf,
+    rpc: SocketAddr,
+    count: usize,
+) {
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the providers' runtime: {e}");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            if let Err(e) = run_providers(&dir, &config, &config_path, rpc, count).await {
+                eprintln!("error: devnet providers stopped: {e:#}");
+            }
+        });
+    });
+}
+
+async fn run_providers(
+    dir: &Path,
+    config: &NodeConfig,
+    config_path: &Path,
+    rpc: SocketAddr,
+    count: usize,
+) -> Result<()> {
+    let models_dir = catalog::models_dir(None);
+    let names: Vec<String> = catalog::CATALOG
+        .iter()
+        .map(|s| s.name.to_string())
+        .collect();
+    for spec in catalog::CATALOG {
+        let files = catalog::ModelFiles {
+            spec,
+            dir: models_dir.join(spec.name),
+        };
+        if !files.is_present() {
+            eprintln!(
+                "devnet: installing {} into {} (first run only)...",
+                spec.name,
+                models_dir.display()
+            );
+            let dir = models_dir.clone();
+            tokio::task::spawn_blocking(move || catalog::install(spec, &dir))
+                .await?
+                .with_context(|| format!("cannot install {}; providers not started", spec.name))?;
+        }
+    }
+    let mut started = Vec::new();
+    let mut entries = Vec::new();
+    for name in DEV_PROVIDERS.iter().take(count) {
+        let key_file = dir.join("keys").join(format!("{name}.key"));
+        let key = crate::keys::load_key(&key_file.display().to_string())?;
+        let provider = plexus_provider::Provider::start(plexus_provider::ProviderConfig {
+            rpc: format!("http://{rpc}"),
+            key,
+            models: names.clone(),
+            models_dir: None,
+            stake: None,
+            region: "local".into(),
+            capacity: 256,
+            price_floor: Amount::ZERO,
+            data_dir: dir.join(name),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            endpoint: None,
+        })
+        .await
+        .with_context(|| format!("cannot start {name}"))?;
+        entries.push(DevProvider {
+            name: name.to_string(),
+            address: provider.address().to_string(),
+            key_file,
+            endpoint: provider.endpoint().to_string(),
+            models: names.clone(),
+        });
+        started.push(provider);
+    }
+    let file = write_devnet_file(dir, config, config_path, rpc, entries)?;
+    for p in &file.providers {
+        eprintln!(
+            "devnet: provider {} ({}) serving {} at {}",
+            p.name,
+            &p.address[..16],
+            p.models.join(", "),
+            p.endpoint
+        );
+    }
+    // Joined in place, not spawned: one task drives both providers.
+    let runs = started
+        .into_iter()
+        .map(|p| p.run(std::future::pending::<()>()));
+    for result in futures::future::join_all(runs).await {
+        result?;
+    }
+    Ok(())
 }

@@ -271,11 +271,13 @@ pub fn run_infer(cmd: InferCmd) -> anyhow::Result<()> {
             let vectors = embedder.embed(&refs)?;
             let mut out = std::io::stdout().lock();
             if json {
-                let v = json!({
-                    "model": files.spec.name,
-                    "model_hash": files.spec.model_hash(),
-                    "embeddings": vectors,
-                });
+                // The same struct (and so the same bytes) a provider returns for an embedding
+                // job: f32 in shortest round-trip form.
+                let v = plexus_provider::payload::EmbedOutput {
+                    model: files.spec.name.to_string(),
+                    model_hash: files.spec.model_hash(),
+                    embeddings: vectors,
+                };
                 serde_json::to_writer(&mut out, &v)?;
                 writeln!(out)?;
             } else {

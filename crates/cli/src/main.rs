@@ -18,6 +18,8 @@ macro_rules! outln {
 mod chainbench;
 mod devnet;
 mod infer;
+mod jobbench;
+mod jobs;
 mod keys;
 
 use anyhow::{Context, Result, bail};
@@ -86,6 +88,10 @@ enum Command {
         /// Minimum milliseconds between blocks.
         #[arg(long, default_value_t = 200)]
         block_time_ms: u64,
+        /// Providers to start in-process with the real models (installed if missing); 0 for
+        /// none.
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
+        providers: u8,
     },
     /// Chain status: height, state root, supply and holdings.
     Status {
@@ -134,6 +140,26 @@ enum Command {
         #[command(flatten)]
         rpc: RpcArgs,
     },
+    /// Post AI jobs to the network and follow them to their result and receipt.
+    Job {
+        #[command(subcommand)]
+        command: jobs::JobCommand,
+    },
+    /// Registered providers: models, capacity, stake, reputation.
+    Providers {
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Current price per unit of work of each registered model, with demand and capacity.
+    Prices {
+        #[command(flatten)]
+        rpc: RpcArgs,
+    },
+    /// Sell compute: run a provider that serves the jobs the chain assigns to it.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Run a validator.
     Node {
         #[command(subcommand)]
@@ -162,6 +188,9 @@ enum BenchCommand {
     Inference(infer::BenchCmd),
     /// Finality latency (p50/p99) and finalized transfers/s against a running node.
     Chain(chainbench::ChainBenchArgs),
+    /// Embedding jobs/s through the chain at saturation vs the same inference in this
+    /// process, and the latency a job adds (needs a devnet with providers).
+    Jobs(jobbench::JobBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -213,6 +242,51 @@ enum StakeCommand {
 }
 
 #[derive(Subcommand)]
+enum ProviderCommand {
+    /// Bond stake if needed, register (or update) the provider, then follow finalized blocks:
+    /// run assigned jobs with the real models, commit, reveal with a signed receipt, and
+    /// serve the outputs. Restart-safe: what it committed is on disk before the commit.
+    Run(ProviderRunArgs),
+}
+
+#[derive(clap::Args)]
+struct ProviderRunArgs {
+    /// Node RPC URL.
+    #[arg(long, env = "PLEXUS_RPC", default_value = DEFAULT_RPC)]
+    rpc: String,
+    /// The provider's key file (or key name under ~/.plexus/keys).
+    #[arg(long)]
+    key: String,
+    /// Models to serve, by catalogue name (comma-separated; see `plexus models list`).
+    #[arg(long, value_delimiter = ',', required = true)]
+    models: Vec<String>,
+    /// Bond up to this much total stake (default: the chain's minimum provider stake).
+    #[arg(long)]
+    stake: Option<String>,
+    /// Region label; jobs may prefer a region.
+    #[arg(long, default_value = "")]
+    region: String,
+    /// Jobs held at once (assigned or committed, not yet revealed).
+    #[arg(long, default_value_t = 16)]
+    capacity: u32,
+    /// Lowest price per unit of work accepted.
+    #[arg(long, default_value = "0")]
+    price_floor: String,
+    /// Where the output server listens.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// URL registered on chain for the outputs (default: http://<listen address>).
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Where job records and outputs are kept (default: ~/.plexus/provider-<address prefix>).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Where models are installed (default: $PLEXUS_MODELS_DIR or the user cache).
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
 enum NodeCommand {
     /// Run a validator from its config file (TOML).
     Run {
@@ -242,12 +316,17 @@ fn run(cli: Cli) -> Result<()> {
             rpc_port,
             p2p_port,
             block_time_ms,
+            providers,
         } => run_devnet(devnet::DevnetOptions {
             dir,
             rpc_port,
             p2p_port,
             block_time_ms,
+            providers: providers as usize,
         }),
+        Command::Provider {
+            command: ProviderCommand::Run(args),
+        } => run_provider(args),
         Command::Node {
             command: NodeCommand::Run { config },
         } => {
@@ -273,12 +352,70 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+fn run_provider(args: ProviderRunArgs) -> Result<()> {
+    let key = keys::load_key(&args.key)?;
+    let address = keys::address_of(&key);
+    let data_dir = args.data_dir.unwrap_or_else(|| {
+        keys::keys_dir()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
+            .join(format!("provider-{}", &address.to_string()[..16]))
+    });
+    let config = plexus_provider::ProviderConfig {
+        rpc: args.rpc,
+        key,
+        models: args.models,
+        models_dir: args.models_dir,
+        stake: args
+            .stake
+            .as_deref()
+            .map(|s| parse_amount(s, "stake"))
+            .transpose()?,
+        region: args.region,
+        capacity: args.capacity,
+        price_floor: parse_amount(&args.price_floor, "price-floor")?,
+        data_dir: data_dir.clone(),
+        listen: args.listen,
+        endpoint: args.endpoint,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        eprintln!("provider {address}: loading models, checking stake and registration...");
+        let provider = plexus_provider::Provider::start(config).await?;
+        eprintln!(
+            "provider {address} registered; serving outputs at {} (data in {})",
+            provider.endpoint(),
+            data_dir.display()
+        );
+        provider
+            .run(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}
+
 fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
     let (config, config_path) = devnet::prepare(&options)?;
     let dir = options.dir.canonicalize()?;
     let node_config = config.clone();
+    let providers = options.providers;
     let on_ready = Box::new(move |address| {
-        match devnet::write_devnet_file(&dir, &node_config, &config_path, address) {
+        if providers > 0 {
+            devnet::start_providers(
+                dir.clone(),
+                node_config.clone(),
+                config_path.clone(),
+                address,
+                providers,
+            );
+        }
+        match devnet::write_devnet_file(&dir, &node_config, &config_path, address, Vec::new()) {
             Ok(file) => {
                 outln!("plexus devnet running (chain {})", file.chain_id);
                 outln!("  rpc:        {}", file.rpc);
@@ -436,7 +573,17 @@ async fn run_rpc_command(command: Command) -> Result<()> {
         Command::Bench {
             command: BenchCommand::Chain(args),
         } => chainbench::run(args).await?,
+        Command::Bench {
+            command: BenchCommand::Jobs(args),
+        } => jobbench::run(args).await?,
+        Command::Job { command } => match command {
+            jobs::JobCommand::Submit(args) => jobs::submit(args).await?,
+            jobs::JobCommand::Show { id, output, rpc } => jobs::show(id, output, rpc).await?,
+        },
+        Command::Providers { rpc } => jobs::providers(rpc).await?,
+        Command::Prices { rpc } => jobs::prices(rpc).await?,
         Command::Devnet { .. }
+        | Command::Provider { .. }
         | Command::Node { .. }
         | Command::Keys { .. }
         | Command::Models { .. }

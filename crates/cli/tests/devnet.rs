@@ -6,106 +6,10 @@ use plexus_types::{
     Action, Address, Amount, Nonce, PrivateKey, Signer, Transaction, parse_private_key,
 };
 use serde_json::{Value, json};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_plexus");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Devnet {
-    child: Child,
-    dir: PathBuf,
-    rpc: String,
-}
-
-impl Devnet {
-    fn start(dir: &Path, rpc_port: u16, p2p_port: u16) -> Self {
-        let _ = std::fs::remove_file(dir.join("devnet.json"));
-        let child = Command::new(BIN)
-            .args(["devnet", "--dir"])
-            .arg(dir)
-            .args(["--rpc-port", &rpc_port.to_string()])
-            .args(["--p2p-port", &p2p_port.to_string()])
-            .args(["--block-time-ms", "100"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start devnet");
-        let started = Instant::now();
-        while !dir.join("devnet.json").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "devnet did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let file: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap())
-                .unwrap();
-        Self {
-            child,
-            dir: dir.to_path_buf(),
-            rpc: file["rpc"].as_str().unwrap().to_string(),
-        }
-    }
-
-    fn file(&self) -> Value {
-        serde_json::from_str(&std::fs::read_to_string(self.dir.join("devnet.json")).unwrap())
-            .unwrap()
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
-}
-
-fn cli_json(args: &[&str]) -> Value {
-    let (code, out, err) = cli(args);
-    assert_eq!(code, 0, "plexus {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-fn status(rpc: &str) -> Value {
-    cli_json(&["status", "--rpc", rpc, "--json"])
-}
-
-fn amount(v: &Value) -> u128 {
-    v.as_str().unwrap().parse().unwrap()
-}
-
-fn wait_height(rpc: &str, target: u64) {
-    let started = Instant::now();
-    while status(rpc)["finalized_height"].as_u64().unwrap() < target {
-        assert!(started.elapsed() < Duration::from_secs(60), "chain stalled");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+mod common;
+use common::*;
 
 fn post(rpc: &str, body: &str) -> (u16, Value) {
     let runtime = tokio::runtime::Builder::new_current_thread()

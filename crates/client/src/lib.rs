@@ -2,8 +2,8 @@
 
 use commonware_codec::Encode;
 use plexus_types::{
-    Action, Address, Amount, Height, Nonce, PrivateKey, SignedTransaction, Transaction, TxHash,
-    digest_hex,
+    Action, Address, Amount, Digest, Height, JobId, Nonce, PrivateKey, SignedTransaction,
+    Transaction, TxHash, digest_hex, sha256,
 };
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -59,6 +59,73 @@ pub struct AccountInfo {
     pub stake: Amount,
     pub unbonding: Vec<Value>,
     pub height: Height,
+}
+
+/// A job as the node reports it (`GET /jobs/{id}`, `GET /providers/{address}/jobs`):
+/// the ledger's job record plus where it stands. Digests and signatures are hex.
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct JobView {
+    pub id: JobId,
+    pub owner: Address,
+    pub model: String,
+    pub input_hash: String,
+    pub input_size: u32,
+    pub max_units: u32,
+    pub max_unit_price: Amount,
+    pub region: String,
+    pub escrow: Amount,
+    pub posted_at: Height,
+    pub attempts: u32,
+    pub tried: Vec<Address>,
+    /// queued, assigned, committed, revealed (in the state) or settled, refunded (final).
+    pub status: String,
+    pub provider: Option<Address>,
+    pub unit_price: Amount,
+    pub assigned_at: Height,
+    pub deadline: Height,
+    pub commitment: Option<String>,
+    pub committed_at: Height,
+    pub output_hash: Option<String>,
+    pub output_size: u32,
+    pub salt: Option<String>,
+    pub units: u32,
+    pub receipt_signature: Option<String>,
+    pub revealed_at: Height,
+    pub settle_at: Height,
+    /// Set once settled: `{height, payment, fee, refund}`.
+    pub settlement: Option<Settlement>,
+    /// Set once refunded: `{height, amount, reason}`.
+    pub refund: Option<Refund>,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct Settlement {
+    pub height: Height,
+    pub payment: Amount,
+    pub fee: Amount,
+    pub refund: Amount,
+}
+
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
+pub struct Refund {
+    pub height: Height,
+    pub amount: Amount,
+    pub reason: String,
+}
+
+/// `GET /providers/{address}/jobs`: the provider's jobs still in the state.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ProviderJobs {
+    /// The height the list was read at.
+    pub height: Height,
+    pub jobs: Vec<JobView>,
+}
+
+/// `POST /blobs`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct BlobRef {
+    pub hash: String,
+    pub size: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +208,70 @@ impl Client {
 
     pub async fn tx(&self, hash: &str) -> Result<Value> {
         self.get(&format!("/tx/{hash}")).await
+    }
+
+    /// `GET /jobs/{id}`.
+    pub async fn job(&self, id: &JobId) -> Result<JobView> {
+        self.get(&format!("/jobs/{id}")).await
+    }
+
+    /// `GET /providers/{address}/jobs`.
+    pub async fn provider_jobs(&self, provider: &Address) -> Result<ProviderJobs> {
+        self.get(&format!("/providers/{provider}/jobs")).await
+    }
+
+    /// `GET /providers/{address}`: the registry entry (404 `unknown_provider` if none).
+    pub async fn provider(&self, provider: &Address) -> Result<Value> {
+        self.get(&format!("/providers/{provider}")).await
+    }
+
+    /// `GET /providers`.
+    pub async fn providers(&self) -> Result<Value> {
+        self.get("/providers").await
+    }
+
+    /// `GET /models`: registered models with their current base prices.
+    pub async fn models(&self) -> Result<Value> {
+        self.get("/models").await
+    }
+
+    /// Store a payload in the node's content-addressed store; returns its sha256.
+    pub async fn put_blob(&self, bytes: Vec<u8>) -> Result<BlobRef> {
+        let response = self
+            .http
+            .post(format!("{}/blobs", self.base))
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.parse(response).await
+    }
+
+    /// Fetch a payload by hash and check that its bytes hash to it.
+    pub async fn get_blob(&self, hash: &Digest) -> Result<Vec<u8>> {
+        let hex_hash = digest_hex(hash);
+        let response = self
+            .http
+            .get(format!("{}/blobs/{hex_hash}", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return self.parse::<Vec<u8>>(response).await;
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        if sha256(&[&bytes]) != *hash {
+            return Err(ClientError::Decode(format!(
+                "payload {hex_hash} from {} does not match its hash",
+                self.base
+            )));
+        }
+        Ok(bytes.to_vec())
     }
 
     /// Submit a signed transaction; returns its hash once the mempool accepted it.

@@ -34,10 +34,8 @@ fn main() {
         .collect();
     let genesis = Genesis {
         chain_id: CHAIN.into(),
-        params: Params {
-            min_fee: Amount::new(1),
-            unbonding_delay: 10,
-        },
+        models: Vec::new(),
+        params: Params::new(Amount::new(1), 10),
         accounts: addrs
             .iter()
             .map(|a| GenesisAccount {
@@ -97,7 +95,11 @@ fn main() {
 
         let t = Instant::now();
         let out = state
-            .apply_block(Height::new(i as u64 + 1), black_box(chunk))
+            .apply_block(
+                Height::new(i as u64 + 1),
+                &plexus_types::Digest([7; 32]),
+                black_box(chunk),
+            )
             .unwrap();
         apply.push(t.elapsed());
         assert!(out.results.iter().all(Result::is_ok));
@@ -148,6 +150,7 @@ fn skipping_signatures(genesis: &Genesis, txs: &[SignedTransaction]) {
         let out = state
             .apply_block_skipping_signatures_for_benchmarks(
                 Height::new(i as u64 + 1),
+                &plexus_types::Digest([7; 32]),
                 black_box(chunk),
             )
             .unwrap();

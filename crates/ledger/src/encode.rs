@@ -32,6 +32,29 @@ impl Encoder {
         }
     }
 
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.put(&[v]);
+    }
+
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.put(&v.to_be_bytes());
+    }
+
+    pub(crate) fn digest(&mut self, d: &Digest) {
+        self.put(d.as_ref());
+    }
+
+    /// `0` for none, `1 || bytes` for some.
+    pub(crate) fn optional(&mut self, v: Option<&[u8]>) {
+        match v {
+            None => self.u8(0),
+            Some(bytes) => {
+                self.u8(1);
+                self.put(bytes);
+            }
+        }
+    }
+
     pub(crate) fn u64(&mut self, v: u64) {
         self.put(&v.to_be_bytes());
     }

@@ -37,6 +37,51 @@ pub enum TxError {
     },
     #[error("height overflows")]
     HeightOverflow,
+    #[error("unknown model {0}; see `plexus models` / GET /models for registered models")]
+    UnknownModel(String),
+    #[error("model {0} is already registered")]
+    ModelExists(String),
+    #[error("invalid model: {0}")]
+    InvalidModel(String),
+    #[error("the signer is not a registered provider")]
+    NotProvider,
+    #[error("stake {stake} is below the provider minimum {min}; bond more first")]
+    ProviderStakeTooLow { stake: Amount, min: Amount },
+    #[error("invalid provider declaration: {0}")]
+    InvalidProvider(String),
+    #[error(
+        "provider still has {active} job(s) in flight and {unsettled} awaiting settlement; pause, wait for them, then deregister"
+    )]
+    ProviderBusy { active: u32, unsettled: u32 },
+    #[error(
+        "a registered provider must keep at least {min} staked; deregister before unbonding below it"
+    )]
+    ProviderStakeLocked { min: Amount },
+    #[error("invalid job: {0}")]
+    InvalidJob(String),
+    #[error("payload of {size} bytes is larger than the limit of {max}")]
+    PayloadTooLarge { size: u32, max: u32 },
+    #[error("max price per unit {max} is below the model's current base price {base}")]
+    MaxPriceBelowBase { max: Amount, base: Amount },
+    #[error("the job queue is full ({max} jobs waiting); try again later")]
+    QueueFull { max: u32 },
+    #[error("unknown job {0} (never posted, or already settled or refunded)")]
+    UnknownJob(String),
+    #[error("job {0} is not assigned to the signer")]
+    NotAssigned(String),
+    #[error("job is {phase}, expected {expected}")]
+    WrongPhase {
+        phase: &'static str,
+        expected: &'static str,
+    },
+    #[error("a reveal must come in a later block than its commit")]
+    RevealTooEarly,
+    #[error("revealed output hash and salt do not match the commitment")]
+    CommitmentMismatch,
+    #[error("units {units} must be between 1 and the job's max_units {max}")]
+    InvalidUnits { units: u32, max: u32 },
+    #[error("the receipt signature is not the provider's signature over the job's receipt")]
+    InvalidReceipt,
 }
 
 fn next_release(next: &Option<Height>) -> String {
@@ -64,6 +109,25 @@ impl TxError {
             TxError::TooManyUnbondings { .. } => "too_many_unbondings",
             TxError::NothingToWithdraw { .. } => "nothing_to_withdraw",
             TxError::HeightOverflow => "height_overflow",
+            TxError::UnknownModel(_) => "unknown_model",
+            TxError::ModelExists(_) => "model_exists",
+            TxError::InvalidModel(_) => "invalid_model",
+            TxError::NotProvider => "not_provider",
+            TxError::ProviderStakeTooLow { .. } => "provider_stake_too_low",
+            TxError::InvalidProvider(_) => "invalid_provider",
+            TxError::ProviderBusy { .. } => "provider_busy",
+            TxError::ProviderStakeLocked { .. } => "provider_stake_locked",
+            TxError::InvalidJob(_) => "invalid_job",
+            TxError::PayloadTooLarge { .. } => "payload_too_large",
+            TxError::MaxPriceBelowBase { .. } => "max_price_below_base",
+            TxError::QueueFull { .. } => "queue_full",
+            TxError::UnknownJob(_) => "unknown_job",
+            TxError::NotAssigned(_) => "not_assigned",
+            TxError::WrongPhase { .. } => "wrong_phase",
+            TxError::RevealTooEarly => "reveal_too_early",
+            TxError::CommitmentMismatch => "commitment_mismatch",
+            TxError::InvalidUnits { .. } => "invalid_units",
+            TxError::InvalidReceipt => "invalid_receipt",
         }
     }
 }
@@ -91,4 +155,10 @@ pub enum LedgerError {
     HoldingsOverflow,
     #[error("ledger bug: holdings {holdings} differ from supply {supply}")]
     InvariantViolated { holdings: Amount, supply: Amount },
+    #[error("ledger bug: jobs hold {jobs} in escrow but the escrow total is {total}")]
+    EscrowMismatch { jobs: Amount, total: Amount },
+    #[error("genesis parameters are invalid: {0}")]
+    BadParams(&'static str),
+    #[error("genesis model {name:?} is invalid: {reason}")]
+    BadGenesisModel { name: String, reason: String },
 }

@@ -1,8 +1,10 @@
 //! ledger: Apply transactions to state deterministically: balances, staking, escrow, pricing, verification, slashing.
 //!
-//! This version implements **accounts** (balances, nonces, transfers, fees) and **staking**
-//! (bond, unbond with a delay, withdraw). Escrow, pricing, verification and slashing arrive
-//! with later issues, each as a new section of these docs.
+//! This version implements **accounts** (balances, nonces, transfers, fees), **staking**
+//! (bond, unbond with a delay, withdraw) and the **job market**: the model and provider
+//! registries, jobs with escrow, fair assignment, commit-reveal, deadlines with penalties,
+//! automatic settlement and dynamic pricing (see [Job market](#job-market)). Verification and
+//! slashing of wrong results arrive with a later issue.
 //!
 //! # Bird's eye view
 //!
@@ -23,6 +25,10 @@
 //!   unbonding entries; an account listed with zero balance and zero stake is not stored
 //!   (it reads as the default account anyway);
 //! - `supply` = sum of all balances and stakes (an overflow is an error); treasury = 0.
+//! - the parameters must make sense ([`Params::problem`]: non-zero timeouts, divisor and
+//!   attempts; basis points within 10000), else [`LedgerError::BadParams`];
+//! - each listed model is registered as by `RegisterModel` ([`LedgerError::BadGenesisModel`]
+//!   if it could not be).
 //!
 //! # Transactions
 //!
@@ -84,6 +90,97 @@
 //! entries) are checked against the current state, not the queued transactions' effects, so
 //! an admitted transaction can still fail at execution; it is then skipped like any other.
 //!
+//! # Job market
+//!
+//! ## Models
+//!
+//! A model is registered by the content hash of its weights, config and tokenizer (so "which
+//! model" is never ambiguous), with a name, a kind (`embedding`, `chat`), a unit of work
+//! (`input_tokens`, `output_tokens`) and a `min_price` per unit, at genesis or by anyone with
+//! **`RegisterModel`** (fails with `model_exists`, or `invalid_model` for a blank name or a zero
+//! `min_price`). Its `base_price` starts at `min_price`.
+//!
+//! ## Providers
+//!
+//! **`RegisterProvider { models, capacity, region, price_floor, endpoint }`** registers the
+//! signer or replaces its declaration (keeping its reputation, counters and pause flag).
+//! Preconditions: stake `>= min_provider_stake` (`provider_stake_too_low`); 1 to
+//! [`MAX_PROVIDER_CAPACITY`] jobs of capacity, at least one model, no duplicates
+//! (`invalid_provider`); every model registered (`unknown_model`); an `http(s)://` endpoint
+//! (where it serves outputs). **`PauseProvider { paused }`** stops or resumes new assignments.
+//! **`Deregister`** removes the record; it needs no job in flight or awaiting settlement
+//! (`provider_busy`). While registered, **`Unbond`** may not take the stake below
+//! `min_provider_stake` (`provider_stake_locked`): the stake is what penalties come from.
+//! Reputation is in basis points, starts at [`MAX_REPUTATION`], halves (not below
+//! [`MIN_REPUTATION`]) on each missed deadline and regains [`REPUTATION_GAIN`] per settled job.
+//!
+//! ## Jobs
+//!
+//! **`PostJob { model, input_hash, input_size, max_units, max_unit_price, region }`**: the
+//! input lives off-chain; the chain keeps its hash. Preconditions, in order: the model is
+//! registered (`unknown_model`); `1 <= input_size <= max_payload_size` (`invalid_job`,
+//! `payload_too_large`); `max_units >= 1` (`invalid_job`); `max_unit_price >= base_price`
+//! (`max_price_below_base`); fewer than `max_queued_jobs` waiting (`queue_full`). The **escrow**
+//! `max_units * max_unit_price` (checked, `overflow`) leaves the balance with the fee, so
+//! [`cost`] includes it and the funds check covers it (`insufficient_funds`): payment can
+//! never bounce later. The job id is [`JobId::new`](plexus_types::JobId::new)`(signer,
+//! nonce)`. The job enters the queue with a queue deadline `h + queue_timeout`.
+//!
+//! **Assignment** happens at the end of every block (so a job is assigned in the block that
+//! includes its post whenever a provider can take it), oldest queued job first. Eligible
+//! providers serve the model, are not paused, hold `>= min_provider_stake`, have
+//! `active_jobs < capacity`, a `price_floor <= max_unit_price`, and have not had this job
+//! before; the job also waits while the base price exceeds its `max_unit_price`. If any
+//! eligible provider declares the job's region, only those are considered. One is drawn with
+//! probability proportional to `stake * reputation / 10000`, from
+//! `sha256("_PLEXUS_ASSIGN_V1" || seed || job id || attempts)` (first 16 bytes, big-endian,
+//! modulo the total weight, walking providers in address order); `seed` is the finalized
+//! block's digest, which the poster cannot know when it submits (a proposer could grind it;
+//! a threshold VRF would remove that). The job's `unit_price` becomes
+//! `max(base_price, price_floor)`, and the provider must commit by `h + commit_timeout`.
+//!
+//! **`CommitResult { job, commitment }`** by the assigned provider (`unknown_job`,
+//! `not_assigned`, `wrong_phase`) records `commitment(job, output_hash, salt)`; the reveal is
+//! due by `h + reveal_timeout`. **`RevealResult { job, output_hash, output_size, salt, units,
+//! receipt_signature }`** must come in a later block than the commit (`reveal_too_early`),
+//! match the commitment (`commitment_mismatch`), bill `1 <= units <= max_units`
+//! (`invalid_units`), have `1 <= output_size <= max_payload_size`, and carry the provider's
+//! signature over the job's [`Receipt`](plexus_types::Receipt) (`invalid_receipt`, checked
+//! last with the transaction signature). The provider's capacity is freed; settlement is due at
+//! `h + challenge_window`.
+//!
+//! **Settlement** (end of block, nobody acts): `price = units * unit_price` (at most the
+//! escrow, since `units <= max_units` and `unit_price <= max_unit_price`);
+//! `fee = price * protocol_fee_bps / 10000` goes to the treasury, `price - fee` to the
+//! provider's balance, `escrow - price` back to the owner. The job leaves the state
+//! ([`Event::JobSettled`] carries its final record).
+//!
+//! **Deadlines** (end of block, before settlement and assignment): an assigned or committed
+//! job past its deadline costs its provider `min(miss_penalty, stake)` of stake (to the
+//! treasury) and half its reputation; the job goes back to the queue (never to a provider
+//! that had it), or after `max_job_attempts` providers is refunded in full. A queued job past
+//! its queue deadline is refunded in full ([`Event::JobRefunded`]). The owner therefore pays
+//! at most once, and only for a revealed result.
+//!
+//! ## Pricing
+//!
+//! After assignment, each model's base price moves toward a target utilization of its
+//! registered capacity (EIP-1559-like, [`next_base_price`]): with `demand` = jobs in flight +
+//! queued jobs that can afford the current base price, and `capacity` = the capacity of
+//! eligible, unpaused providers serving it, the price moves by
+//! `price * |demand - target| / (target * price_step_divisor)` where
+//! `target = capacity * target_utilization_bps / 10000`, at most `price / price_step_divisor`
+//! per block, at least 1 upward, never below `min_price`. With no capacity the price holds
+//! while jobs wait and falls when idle. So the price rises under a burst and decays after.
+//!
+//! ## Market invariants
+//!
+//! - `escrow == sum(job.escrow)` over jobs in the state, checked after every block.
+//! - A provider's `active_jobs` counts its assigned and committed jobs, `unsettled_jobs` its
+//!   revealed ones; a model's `active_jobs`/`queued_jobs` likewise.
+//! - Every queued, assigned or committed job has exactly one deadline entry; every revealed
+//!   job one settlement entry.
+//!
 //! # Blocks
 //!
 //! [`State::apply_block`]`(height, txs)`:
@@ -93,9 +190,11 @@
 //!    height` (this is the `h` of unbond release and withdraw maturity);
 //! 3. transactions execute in block order; one that fails is skipped, changes nothing and
 //!    pays no fee, and its error is recorded in [`BlockOutcome::results`];
-//! 4. the invariant is checked. A violation is a ledger bug ([`LedgerError`]), and the state is
+//! 4. the market's end-of-block work runs: deadlines, settlements, assignment, prices
+//!    ([Job market](#job-market)), seeded by the block's `seed`;
+//! 5. the invariant is checked. A violation is a ledger bug ([`LedgerError`]), and the state is
 //!    restored to exactly what it was before the call (the block keeps an undo log of the
-//!    accounts it wrote).
+//!    accounts it wrote and a copy of the market).
 //!
 //! [`BlockOutcome`] reports the results, the fees collected and the new state root.
 //! [`State::apply_tx`] executes at the current `height()`, i.e. as if it were part of the
@@ -106,12 +205,12 @@
 //! After genesis and after every block:
 //!
 //! ```text
-//! sum(balances) + sum(stakes) + sum(unbonding amounts) + treasury == supply
+//! sum(balances) + sum(stakes) + sum(unbonding amounts) + escrow + treasury == supply
 //! ```
 //!
-//! and `supply` never changes (this version has no mint or burn). Fees move tokens to the
-//! treasury, stake and unbonding move them within an account; nothing creates or destroys
-//! tokens.
+//! and `supply` never changes (this version has no mint or burn). Fees and penalties move
+//! tokens to the treasury, stake and unbonding move them within an account, escrow holds a
+//! job's payment between post and settlement; nothing creates or destroys tokens.
 //!
 //! # State root
 //!
@@ -119,10 +218,10 @@
 //! big-endian; `len` and counts are `u64` big-endian; addresses are their 32 raw bytes.
 //!
 //! ```text
-//! "_PLEXUS_STATE_V1"                        16 bytes, domain separation
+//! "_PLEXUS_STATE_V2"                        16 bytes, domain separation
 //! len(chain_id) u64 || chain_id             UTF-8
 //! height u64
-//! params.min_fee u128 || params.unbonding_delay u64
+//! params                                    see below
 //! supply u128
 //! treasury u128
 //! n_accounts u64
@@ -131,7 +230,29 @@
 //!     n_entries u64
 //!     n_entries times, in ascending release height:
 //!         amount u128 || release_height u64
+//! escrow u128 || next_queue_seq u64
+//! n_models u64, in ascending hash order:
+//!     hash [32] || len(name) u64 || name || kind u8 || unit u8 || min_price u128
+//!     || base_price u128 || active_jobs u32 || queued_jobs u32
+//! n_providers u64, in ascending address order:
+//!     address [32] || n u64 || model hashes [32]*n || capacity u32 || len(region) u64
+//!     || region || price_floor u128 || len(endpoint) u64 || endpoint || paused u8
+//!     || reputation u32 || active_jobs u32 || unsettled_jobs u32
+//! n_jobs u64, in ascending id order:
+//!     len u64 (32) || id || owner [32] || model [32] || input_hash [32] || input_size u32
+//!     || max_units u32 || max_unit_price u128 || len(region) u64 || region || escrow u128
+//!     || posted_at u64 || attempts u32 || n u64 || tried addresses [32]*n || phase u8
+//!     || queue_seq u64 || provider opt || unit_price u128 || assigned_at u64 || deadline u64
+//!     || commitment opt || committed_at u64 || output_hash opt || output_size u32
+//!     || salt opt || units u32 || receipt_signature opt (64) || revealed_at u64
+//!     || settle_at u64
 //! ```
+//!
+//! `opt` is `0` for none or `1 ||` the bytes; `phase` is 0 queued, 1 assigned, 2 committed,
+//! 3 revealed. `params` is, in order: `min_fee u128, unbonding_delay u64,
+//! min_provider_stake u128, commit_timeout u64, reveal_timeout u64, challenge_window u64,
+//! miss_penalty u128, protocol_fee_bps u64, target_utilization_bps u64, price_step_divisor
+//! u64, max_job_attempts u32, queue_timeout u64, max_payload_size u32, max_queued_jobs u32`.
 //!
 //! Only accounts that differ from the default are stored, and an account never returns to
 //! the default (its nonce or balance stays non-zero), so the account set is canonical.
@@ -149,21 +270,31 @@
 //! [`Genesis::digest`] is SHA-256 of, in the same conventions:
 //!
 //! ```text
-//! "_PLEXUS_GENESIS_V1"                      18 bytes, domain separation
+//! "_PLEXUS_GENESIS_V2"                      18 bytes, domain separation
 //! len(chain_id) u64 || chain_id
-//! params.min_fee u128 || params.unbonding_delay u64
+//! params                                    as in the state root
 //! n_accounts u64
 //! n_accounts times, in the order listed: address [32] || balance u128 || stake u128
+//! n_models u64
+//! n_models times, in the order listed:
+//!     hash [32] || len(name) u64 || name || kind u8 || unit u8 || min_price u128
 //! ```
 
 mod encode;
 mod error;
 mod genesis;
+mod market;
 mod state;
 
 pub use error::{LedgerError, TxError};
-pub use genesis::{Genesis, GenesisAccount, Params};
+pub use genesis::{Genesis, GenesisAccount, GenesisModel, Params, defaults};
+pub use market::{
+    Event, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION, Model, Phase, Provider,
+    REPUTATION_GAIN, next_base_price,
+};
 pub use state::{Account, BlockOutcome, MAX_UNBONDING_ENTRIES, Queued, State, Unbonding, cost};
 
+#[cfg(test)]
+mod market_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,14 @@
 use crate::encode::Encoder;
+use crate::market::{Event, Market, MarketOp};
 use crate::{Genesis, LedgerError, Params, TxError};
 use plexus_types::{
-    Action, Address, Amount, Digest, Height, Nonce, SignedTransaction, Transaction, limits,
+    Action, Address, Amount, Digest, Height, JobId, Nonce, Receipt, Signature, SignedTransaction,
+    Transaction, limits,
 };
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Domain separation for [`State::state_root`].
-const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V1";
+const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V2";
 
 /// Most unbonding entries one account may have pending (entries maturing at the same height
 /// are merged, so this bounds the per-account state, not the amount).
@@ -51,14 +53,32 @@ pub struct BlockOutcome {
     pub state_root: Digest,
     /// Fees paid to the treasury by the block's successful transactions.
     pub fees: Amount,
+    /// What the block did to jobs and providers, in order (transactions first, then
+    /// deadlines, settlements, assignments).
+    pub events: Vec<Event>,
 }
 
-/// Amount moved out of the signer's spendable balance by this transaction (amount + fee for
-/// transfer/bond; fee for unbond/withdraw). `None` on overflow.
+/// Amount moved out of the signer's spendable balance by this transaction: amount + fee for
+/// transfer and bond, escrow (`max_units * max_unit_price`) + fee for a job post, the fee
+/// alone for everything else. `None` on overflow.
 pub fn cost(tx: &Transaction) -> Option<Amount> {
     match &tx.action {
         Action::Transfer { amount, .. } | Action::Bond { amount } => amount.checked_add(tx.fee),
-        Action::Unbond { .. } | Action::Withdraw => Some(tx.fee),
+        Action::PostJob {
+            max_units,
+            max_unit_price,
+            ..
+        } => max_unit_price
+            .checked_mul(u128::from(*max_units))?
+            .checked_add(tx.fee),
+        Action::Unbond { .. }
+        | Action::Withdraw
+        | Action::RegisterModel { .. }
+        | Action::RegisterProvider { .. }
+        | Action::PauseProvider { .. }
+        | Action::Deregister
+        | Action::CommitResult { .. }
+        | Action::RevealResult { .. } => Some(tx.fee),
     }
 }
 
@@ -69,6 +89,7 @@ struct Effects {
     signer_account: Account,
     credit: Option<(Address, Account)>,
     treasury: Amount,
+    market: MarketOp,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,6 +116,8 @@ pub struct State {
     pub(crate) treasury: Amount,
     /// Only accounts that differ from the default are stored.
     pub(crate) accounts: BTreeMap<Address, Account>,
+    /// Models, providers, jobs and escrow.
+    pub(crate) market: Market,
 }
 
 impl State {
@@ -108,6 +131,9 @@ impl State {
                 len: g.chain_id.len(),
                 max: limits::MAX_CHAIN_ID_LEN,
             });
+        }
+        if let Some(problem) = g.params.problem() {
+            return Err(LedgerError::BadParams(problem));
         }
         let mut seen = BTreeSet::new();
         let mut accounts = BTreeMap::new();
@@ -129,14 +155,18 @@ impl State {
                 accounts.insert(ga.address, account);
             }
         }
-        let state = State {
+        let mut state = State {
             chain_id: g.chain_id.clone(),
             height: Height::new(0),
             params: g.params.clone(),
             supply,
             treasury: Amount::ZERO,
             accounts,
+            market: Market::default(),
         };
+        for model in &g.models {
+            state.register_genesis_model(model)?;
+        }
         state.check_invariant()?;
         Ok(state)
     }
@@ -159,7 +189,7 @@ impl State {
         self.account_ref(a).clone()
     }
 
-    fn account_ref(&self, a: &Address) -> &Account {
+    pub(crate) fn account_ref(&self, a: &Address) -> &Account {
         self.accounts.get(a).unwrap_or(&EMPTY)
     }
 
@@ -178,9 +208,12 @@ impl State {
         self.treasury
     }
 
-    /// sum(balances) + sum(stake) + sum(unbonding) + treasury, checked.
+    /// sum(balances) + sum(stake) + sum(unbonding) + escrow + treasury, checked.
     pub fn holdings(&self) -> Result<Amount, LedgerError> {
-        let mut total = self.treasury;
+        let mut total = self
+            .treasury
+            .checked_add(self.market.escrow)
+            .ok_or(LedgerError::HoldingsOverflow)?;
         for account in self.accounts.values() {
             total = total
                 .checked_add(account.balance)
@@ -195,8 +228,10 @@ impl State {
         Ok(total)
     }
 
-    /// Conservation of tokens: holdings == supply.
+    /// Conservation of tokens: holdings == supply, and the escrow total is the sum of the
+    /// jobs' escrows.
     pub fn check_invariant(&self) -> Result<(), LedgerError> {
+        self.check_market()?;
         let holdings = self.holdings()?;
         if holdings != self.supply {
             return Err(LedgerError::InvariantViolated {
@@ -212,8 +247,7 @@ impl State {
         let mut enc = Encoder::new(STATE_NAMESPACE);
         enc.bytes(self.chain_id.as_bytes());
         enc.u64(self.height.get());
-        enc.amount(self.params.min_fee);
-        enc.u64(self.params.unbonding_delay);
+        self.params.encode(&mut enc);
         enc.amount(self.supply);
         enc.amount(self.treasury);
         enc.count(self.accounts.len());
@@ -228,6 +262,7 @@ impl State {
                 enc.u64(entry.release_height.get());
             }
         }
+        self.market.encode(&mut enc);
         enc.finish()
     }
 
@@ -244,19 +279,23 @@ impl State {
     /// height). Atomic: on error nothing changes.
     pub fn apply_tx(&mut self, tx: &SignedTransaction) -> Result<(), TxError> {
         let effects = self.validate(tx, Queued::default(), self.height, Signatures::Check)?;
-        self.commit(effects);
+        self.commit(effects, &mut Vec::new());
         Ok(())
     }
 
     /// Execute the block at `height` (which must be `self.height() + 1`): set the height,
     /// apply each transaction in order (a failing one is skipped and its error recorded),
     /// then check the invariant. On `Err` the state is exactly as before the call.
+    ///
+    /// `seed` is the chain's randomness for job assignment: the node passes the finalized
+    /// block's digest.
     pub fn apply_block(
         &mut self,
         height: Height,
+        seed: &Digest,
         txs: &[SignedTransaction],
     ) -> Result<BlockOutcome, LedgerError> {
-        self.execute_block(height, txs, Signatures::Check)
+        self.execute_block(height, seed, txs, Signatures::Check)
     }
 
     /// [`State::apply_block`] **without verifying signatures**, to measure execution apart
@@ -266,14 +305,16 @@ impl State {
     pub fn apply_block_skipping_signatures_for_benchmarks(
         &mut self,
         height: Height,
+        seed: &Digest,
         txs: &[SignedTransaction],
     ) -> Result<BlockOutcome, LedgerError> {
-        self.execute_block(height, txs, Signatures::Skip)
+        self.execute_block(height, seed, txs, Signatures::Skip)
     }
 
     fn execute_block(
         &mut self,
         height: Height,
+        seed: &Digest,
         txs: &[SignedTransaction],
         signatures: Signatures,
     ) -> Result<BlockOutcome, LedgerError> {
@@ -289,6 +330,9 @@ impl State {
         }
         let prev_height = self.height;
         let prev_treasury = self.treasury;
+        // The market is small next to the accounts; a copy is its undo log.
+        let prev_market = (!self.market.is_empty()).then(|| self.market.clone());
+        let mut events = Vec::new();
         // Pre-images of every account the block writes, so a failed invariant check can put
         // the state back without cloning all of it.
         let mut undo: BTreeMap<Address, Option<Account>> = BTreeMap::new();
@@ -303,16 +347,20 @@ impl State {
                         undo.entry(address)
                             .or_insert_with(|| self.accounts.get(&address).cloned());
                     }
-                    self.commit(effects);
+                    self.commit(effects, &mut events);
                     results.push(Ok(()));
                 }
                 Err(e) => results.push(Err(e)),
             }
         }
-        let checked = self.check_invariant().and_then(|()| {
-            self.treasury
-                .checked_sub(prev_treasury)
-                .ok_or(LedgerError::HoldingsOverflow)
+        let fees = self
+            .treasury
+            .checked_sub(prev_treasury)
+            .ok_or(LedgerError::HoldingsOverflow);
+        let checked = fees.and_then(|fees| {
+            self.end_block(seed, &mut undo, &mut events)?;
+            self.check_invariant()?;
+            Ok(fees)
         });
         match checked {
             Ok(fees) => Ok(BlockOutcome {
@@ -320,6 +368,7 @@ impl State {
                 results,
                 state_root: self.state_root(),
                 fees,
+                events,
             }),
             Err(e) => {
                 for (address, account) in undo {
@@ -330,17 +379,19 @@ impl State {
                 }
                 self.treasury = prev_treasury;
                 self.height = prev_height;
+                self.market = prev_market.unwrap_or_default();
                 Err(e)
             }
         }
     }
 
-    fn commit(&mut self, effects: Effects) {
+    fn commit(&mut self, effects: Effects, events: &mut Vec<Event>) {
         self.accounts.insert(effects.signer, effects.signer_account);
         if let Some((to, account)) = effects.credit {
             self.accounts.insert(to, account);
         }
         self.treasury = effects.treasury;
+        self.apply_market_op(effects.market, events);
     }
 
     /// Every check, in the documented order, and the resulting writes. `height` is the
@@ -404,6 +455,9 @@ impl State {
         // Tokens the action returns to the balance before the cost is taken (withdraw only).
         let mut income = Amount::ZERO;
         let mut credit = None;
+        let mut market = MarketOp::None;
+        // A receipt to verify with the transaction's signature (reveals only).
+        let mut receipt: Option<(Receipt, &Signature)> = None;
         match &tx.action {
             Action::Transfer { to, amount } => {
                 let mut recipient = self.account_ref(to).clone();
@@ -424,6 +478,7 @@ impl State {
                             amount: *amount,
                             stake: account.stake,
                         })?;
+                self.check_unbond_allowed(&tx.signer, next.stake)?;
                 let release_height = height
                     .get()
                     .checked_add(self.params.unbonding_delay)
@@ -462,6 +517,76 @@ impl State {
                 }
                 next.unbonding.retain(|e| e.release_height > height);
             }
+            Action::RegisterModel {
+                hash,
+                name,
+                kind,
+                unit,
+                min_price,
+            } => market = self.check_register_model(*hash, name, *kind, *unit, *min_price)?,
+            Action::RegisterProvider {
+                models,
+                capacity,
+                region,
+                price_floor,
+                endpoint,
+            } => {
+                market = self.check_register_provider(
+                    &tx.signer,
+                    account.stake,
+                    models,
+                    *capacity,
+                    region,
+                    *price_floor,
+                    endpoint,
+                )?
+            }
+            Action::PauseProvider { paused } => market = self.check_pause(&tx.signer, *paused)?,
+            Action::Deregister => market = self.check_deregister(&tx.signer)?,
+            Action::PostJob {
+                model,
+                input_hash,
+                input_size,
+                max_units,
+                max_unit_price,
+                region,
+            } => {
+                market = self.check_post(
+                    JobId::new(&tx.signer, tx.nonce),
+                    tx.signer,
+                    height,
+                    *model,
+                    *input_hash,
+                    *input_size,
+                    *max_units,
+                    *max_unit_price,
+                    region,
+                )?
+            }
+            Action::CommitResult { job, commitment } => {
+                market = self.check_commit(&tx.signer, job, *commitment, height)?
+            }
+            Action::RevealResult {
+                job,
+                output_hash,
+                output_size,
+                salt,
+                units,
+                receipt_signature,
+            } => {
+                let (op, r) = self.check_reveal(
+                    &tx.signer,
+                    job,
+                    *output_hash,
+                    *output_size,
+                    *salt,
+                    *units,
+                    receipt_signature,
+                    height,
+                )?;
+                market = op;
+                receipt = Some((r, receipt_signature));
+            }
         }
 
         let spendable = account
@@ -482,15 +607,23 @@ impl State {
         // bond it was added to the stake above.
         let treasury = self.treasury.checked_add(tx.fee).ok_or(TxError::Overflow)?;
 
-        // Last: the only expensive check.
-        if signatures == Signatures::Check && !stx.verify_signature() {
-            return Err(TxError::InvalidSignature);
+        // Last: the only expensive checks.
+        if signatures == Signatures::Check {
+            if !stx.verify_signature() {
+                return Err(TxError::InvalidSignature);
+            }
+            if let Some((receipt, signature)) = receipt
+                && !receipt.verify(signature)
+            {
+                return Err(TxError::InvalidReceipt);
+            }
         }
         Ok(Effects {
             signer: tx.signer,
             signer_account: next,
             credit,
             treasury,
+            market,
         })
     }
 }

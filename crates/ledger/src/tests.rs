@@ -36,10 +36,8 @@ fn addr(key: &PrivateKey) -> Address {
 fn genesis(keys: &Keys) -> Genesis {
     Genesis {
         chain_id: CHAIN.into(),
-        params: Params {
-            min_fee: amt(MIN_FEE),
-            unbonding_delay: DELAY,
-        },
+        models: Vec::new(),
+        params: Params::new(amt(MIN_FEE), DELAY),
         accounts: vec![
             GenesisAccount {
                 address: addr(&keys.alice),
@@ -175,18 +173,38 @@ fn genesis_digest_is_canonical_and_sensitive() {
         assert_ne!(v.digest(), g.digest(), "{v:?}");
     }
     // Pin the layout.
-    let mut bytes = b"_PLEXUS_GENESIS_V1".to_vec();
+    let mut bytes = b"_PLEXUS_GENESIS_V2".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
-    bytes.extend_from_slice(&MIN_FEE.to_be_bytes());
-    bytes.extend_from_slice(&DELAY.to_be_bytes());
+    bytes.extend_from_slice(&params_bytes(&g.params));
     bytes.extend_from_slice(&2u64.to_be_bytes());
     for a in &g.accounts {
         bytes.extend_from_slice(a.address.as_bytes());
         bytes.extend_from_slice(&a.balance.get().to_be_bytes());
         bytes.extend_from_slice(&a.stake.get().to_be_bytes());
     }
+    bytes.extend_from_slice(&0u64.to_be_bytes());
     assert_eq!(g.digest(), sha256(&[&bytes]));
+}
+
+/// The documented byte layout of the parameters.
+fn params_bytes(p: &Params) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&p.min_fee.get().to_be_bytes());
+    b.extend_from_slice(&p.unbonding_delay.to_be_bytes());
+    b.extend_from_slice(&p.min_provider_stake.get().to_be_bytes());
+    b.extend_from_slice(&p.commit_timeout.to_be_bytes());
+    b.extend_from_slice(&p.reveal_timeout.to_be_bytes());
+    b.extend_from_slice(&p.challenge_window.to_be_bytes());
+    b.extend_from_slice(&p.miss_penalty.get().to_be_bytes());
+    b.extend_from_slice(&p.protocol_fee_bps.to_be_bytes());
+    b.extend_from_slice(&p.target_utilization_bps.to_be_bytes());
+    b.extend_from_slice(&p.price_step_divisor.to_be_bytes());
+    b.extend_from_slice(&p.max_job_attempts.to_be_bytes());
+    b.extend_from_slice(&p.queue_timeout.to_be_bytes());
+    b.extend_from_slice(&p.max_payload_size.to_be_bytes());
+    b.extend_from_slice(&p.max_queued_jobs.to_be_bytes());
+    b
 }
 
 #[test]
@@ -209,15 +227,15 @@ fn state_root_layout_is_pinned() {
     state
         .apply_block(
             Height::new(1),
+            &plexus_types::Digest([7; 32]),
             &[tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(7) })],
         )
         .unwrap();
-    let mut bytes = b"_PLEXUS_STATE_V1".to_vec();
+    let mut bytes = b"_PLEXUS_STATE_V2".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
     bytes.extend_from_slice(&1u64.to_be_bytes());
-    bytes.extend_from_slice(&MIN_FEE.to_be_bytes());
-    bytes.extend_from_slice(&DELAY.to_be_bytes());
+    bytes.extend_from_slice(&params_bytes(state.params()));
     bytes.extend_from_slice(&1_070u128.to_be_bytes());
     bytes.extend_from_slice(&10u128.to_be_bytes());
     bytes.extend_from_slice(&2u64.to_be_bytes());
@@ -232,6 +250,9 @@ fn state_root_layout_is_pinned() {
             bytes.extend_from_slice(&e.release_height.get().to_be_bytes());
         }
     }
+    // An empty market: escrow, next queue position, no models, providers or jobs.
+    bytes.extend_from_slice(&0u128.to_be_bytes());
+    bytes.extend_from_slice(&[0u8; 8 * 4]);
     assert_eq!(state.state_root(), sha256(&[&bytes]));
     assert_eq!(state.account(&addr(&keys.bob)).unbonding.len(), 1);
 }
@@ -312,7 +333,9 @@ fn bond_unbond_withdraw_cycle() {
     let alice = addr(&keys.alice);
     let block = |state: &mut State, txs: &[SignedTransaction]| {
         let h = Height::new(state.height().get() + 1);
-        state.apply_block(h, txs).unwrap()
+        state
+            .apply_block(h, &plexus_types::Digest([7; 32]), txs)
+            .unwrap()
     };
     let out = block(
         &mut state,
@@ -393,6 +416,7 @@ fn withdraw_fee_can_come_from_matured_stake() {
     let out = state
         .apply_block(
             Height::new(1),
+            &plexus_types::Digest([7; 32]),
             &[
                 tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(20) }),
                 tx(&keys.bob, 1, 10, Action::Withdraw),
@@ -414,11 +438,23 @@ fn unbonding_entries_are_capped() {
     let mut state = State::from_genesis(&g).unwrap();
     let unbond = |n: u64| tx(&keys.alice, n, 10, Action::Unbond { amount: amt(1) });
     for n in 0..MAX_UNBONDING_ENTRIES as u64 {
-        let out = state.apply_block(Height::new(n + 1), &[unbond(n)]).unwrap();
+        let out = state
+            .apply_block(
+                Height::new(n + 1),
+                &plexus_types::Digest([7; 32]),
+                &[unbond(n)],
+            )
+            .unwrap();
         assert_eq!(out.results, vec![Ok(())]);
     }
     let n = MAX_UNBONDING_ENTRIES as u64;
-    let out = state.apply_block(Height::new(n + 1), &[unbond(n)]).unwrap();
+    let out = state
+        .apply_block(
+            Height::new(n + 1),
+            &plexus_types::Digest([7; 32]),
+            &[unbond(n)],
+        )
+        .unwrap();
     assert_eq!(
         out.results,
         vec![Err(TxError::TooManyUnbondings {
@@ -436,6 +472,7 @@ fn unbond_release_height_overflow_is_an_error() {
     let out = state
         .apply_block(
             Height::new(1),
+            &plexus_types::Digest([7; 32]),
             &[tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(1) })],
         )
         .unwrap();
@@ -802,6 +839,7 @@ fn block_height_must_follow() {
         let err = state
             .apply_block(
                 Height::new(h),
+                &plexus_types::Digest([7; 32]),
                 &[tx(&keys.alice, 0, 10, transfer(&keys.bob, 1))],
             )
             .unwrap_err();
@@ -814,7 +852,7 @@ fn block_height_must_follow() {
     }
     state.height = Height::new(u64::MAX);
     assert!(matches!(
-        state.apply_block(Height::new(0), &[]),
+        state.apply_block(Height::new(0), &plexus_types::Digest([7; 32]), &[]),
         Err(LedgerError::HeightOverflow)
     ));
 }
@@ -829,7 +867,9 @@ fn block_skips_failures_and_reports_them() {
         tx(&keys.bob, 0, 10, transfer(&keys.carol, 500)),
         tx(&keys.alice, 1, 12, Action::Bond { amount: amt(10) }),
     ];
-    let out = state.apply_block(Height::new(1), &txs).unwrap();
+    let out = state
+        .apply_block(Height::new(1), &plexus_types::Digest([7; 32]), &txs)
+        .unwrap();
     assert_eq!(out.height, Height::new(1));
     assert_eq!(out.results.len(), 4);
     assert!(out.results[0].is_ok() && out.results[3].is_ok());
@@ -854,6 +894,7 @@ fn block_rolls_back_on_invariant_violation() {
     let err = state
         .apply_block(
             Height::new(1),
+            &plexus_types::Digest([7; 32]),
             &[
                 tx(&keys.alice, 0, 10, transfer(&keys.carol, 100)),
                 tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(5) }),
@@ -868,7 +909,9 @@ fn block_rolls_back_on_invariant_violation() {
 fn empty_block_only_advances_height() {
     let (_, mut state) = setup();
     let before = state.clone();
-    let out = state.apply_block(Height::new(1), &[]).unwrap();
+    let out = state
+        .apply_block(Height::new(1), &plexus_types::Digest([7; 32]), &[])
+        .unwrap();
     assert_eq!(out.fees, Amount::ZERO);
     assert!(out.results.is_empty());
     assert_ne!(out.state_root, before.state_root());

@@ -124,10 +124,8 @@ fn genesis() -> impl Strategy<Value = Genesis> {
     )
         .prop_map(|(min_fee, unbonding_delay, funds, whale)| Genesis {
             chain_id: CHAIN.into(),
-            params: Params {
-                min_fee: Amount::new(min_fee),
-                unbonding_delay,
-            },
+            models: Vec::new(),
+            params: Params::new(Amount::new(min_fee), unbonding_delay),
             accounts: funds
                 .into_iter()
                 .enumerate()
@@ -212,7 +210,7 @@ proptest! {
             // Build against a scratch copy that executes each transaction as it is made, so
             // `Nonces::Next` is the nonce that will really be next.
             let mut scratch = state.clone();
-            scratch.apply_block(height, &[]).unwrap();
+            scratch.apply_block(height, &plexus_types::Digest([7; 32]), &[]).unwrap();
             let txs: Vec<_> = ops
                 .iter()
                 .map(|op| {
@@ -222,7 +220,7 @@ proptest! {
                 })
                 .collect();
             let treasury = state.treasury();
-            let out = state.apply_block(height, &txs).unwrap();
+            let out = state.apply_block(height, &plexus_types::Digest([7; 32]), &txs).unwrap();
 
             state.check_invariant().unwrap();
             prop_assert_eq!(state.supply(), supply);
@@ -232,7 +230,7 @@ proptest! {
             prop_assert_eq!(treasury.checked_add(out.fees), Some(state.treasury()));
 
             // The same block, one transaction at a time.
-            stepwise.apply_block(height, &[]).unwrap();
+            stepwise.apply_block(height, &plexus_types::Digest([7; 32]), &[]).unwrap();
             for (tx, result) in txs.iter().zip(&out.results) {
                 let before = stepwise.clone();
                 let root = stepwise.state_root();
@@ -256,7 +254,7 @@ proptest! {
 
         let mut replay = State::from_genesis(&g).unwrap();
         for (i, (txs, root)) in history.iter().enumerate() {
-            let out = replay.apply_block(Height::new(i as u64 + 1), txs).unwrap();
+            let out = replay.apply_block(Height::new(i as u64 + 1), &plexus_types::Digest([7; 32]), txs).unwrap();
             prop_assert_eq!(&out.state_root, root);
         }
         prop_assert_eq!(replay, state);
@@ -281,7 +279,7 @@ proptest! {
                 admitted.push(tx);
             }
         }
-        let out = state.apply_block(Height::new(1), &admitted).unwrap();
+        let out = state.apply_block(Height::new(1), &plexus_types::Digest([7; 32]), &admitted).unwrap();
         let failures: Vec<&TxError> = out.results.iter().filter_map(|r| r.as_ref().err()).collect();
         prop_assert!(failures.is_empty(), "{:?}", failures);
     }

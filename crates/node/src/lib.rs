@@ -23,6 +23,7 @@
 //!   was finalized and never makes a validator vote twice.
 
 pub mod app;
+pub mod blobs;
 pub mod engine;
 pub mod mempool;
 pub mod rpc;

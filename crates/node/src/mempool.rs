@@ -189,10 +189,8 @@ mod tests {
         let address = Address::from(&key.public_key());
         let genesis = Genesis {
             chain_id: "t".into(),
-            params: Params {
-                min_fee: Amount::new(1),
-                unbonding_delay: 2,
-            },
+            models: Vec::new(),
+            params: Params::new(Amount::new(1), 2),
             accounts: vec![GenesisAccount {
                 address,
                 balance: Amount::new(100),
@@ -270,7 +268,11 @@ mod tests {
         // so `b` is stale and `c` can still run.
         let other = transfer(&key, 1, 5);
         let outcome = state
-            .apply_block(plexus_types::Height::new(1), &[a.clone(), other])
+            .apply_block(
+                plexus_types::Height::new(1),
+                &plexus_types::Digest([7; 32]),
+                &[a.clone(), other],
+            )
             .unwrap();
         assert!(outcome.results.iter().all(Result::is_ok));
         let dropped = pool.after_block(&state, &[a.hash()]);

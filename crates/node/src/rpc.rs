@@ -8,10 +8,18 @@
 //! | GET | `/tx/{hash}` | pending, finalized (height, success, error) or dropped |
 //! | GET | `/blocks/{height}` | a finalized block |
 //! | GET | `/state_roots/{height}` | the state root after block `height` |
-//! | GET | `/events/blocks` | server-sent events, one per finalized block |
+//! | GET | `/events/blocks` | server-sent events, one per finalized block (with its job events) |
+//! | GET | `/models` | registered models, base prices, capacity and demand |
+//! | GET | `/providers` | registered providers with stake and reputation |
+//! | GET | `/providers/{address}` | one provider |
+//! | GET | `/providers/{address}/jobs` | the provider's jobs still in the state |
+//! | GET | `/jobs/{id}` | a job: queued, assigned, committed, revealed, settled or refunded |
+//! | POST | `/blobs` | store a payload (raw body, at most the chain's `max_payload_size`) |
+//! | GET | `/blobs/{hash}` | a stored payload's bytes |
 
 use crate::app::Mailbox;
-use crate::shared::{BlockEvent, Shared, TxStatus};
+use crate::blobs::{BlobError, BlobStore};
+use crate::shared::{BlockEvent, Shared, TxStatus, job_json};
 use axum::{
     Json, Router,
     body::Bytes,
@@ -25,7 +33,7 @@ use axum::{
 };
 use commonware_codec::Encode;
 use plexus_types::{
-    Action, Address, Block, Height, SignedTransaction, digest_hex, limits, parse_digest,
+    Action, Address, Block, Height, JobId, SignedTransaction, digest_hex, limits, parse_digest,
 };
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -39,6 +47,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct RpcState {
     pub shared: Shared,
     pub mailbox: Mailbox,
+    pub blobs: BlobStore,
 }
 
 /// An error response: status code, stable code, human message.
@@ -84,6 +93,18 @@ pub fn app(state: RpcState) -> Router {
         .route("/blocks/{height}", get(block))
         .route("/state_roots/{height}", get(state_root))
         .route("/events/blocks", get(events))
+        .route("/models", get(models))
+        .route("/providers", get(providers))
+        .route("/providers/{address}", get(provider))
+        .route("/providers/{address}/jobs", get(provider_jobs))
+        .route("/jobs/{id}", get(job))
+        .route(
+            "/blobs",
+            // Payloads get their own limit (one more byte, so an oversized body reaches the
+            // handler's precise error rather than a generic rejection).
+            post(put_blob).layer(DefaultBodyLimit::max(state.blobs.max_size() + 1)),
+        )
+        .route("/blobs/{hash}", get(get_blob))
         .fallback(|| async {
             ApiError::not_found("not_found", "no such endpoint; see the node's RPC docs")
         })
@@ -128,6 +149,8 @@ async fn status(State(state): State<RpcState>) -> ApiResult<Value> {
         "treasury": ledger.treasury(),
         "min_fee": ledger.params().min_fee,
         "unbonding_delay": ledger.params().unbonding_delay,
+        "escrow": ledger.escrow(),
+        "params": ledger.params(),
         "mempool": node.mempool.len(),
         "finality": finality,
     })))
@@ -262,7 +285,66 @@ pub fn block_json(block: &Block) -> Value {
                 Action::Bond { amount } | Action::Unbond { amount } => {
                     action["amount"] = json!(amount);
                 }
-                Action::Withdraw => {}
+                Action::Withdraw | Action::Deregister => {}
+                Action::RegisterModel {
+                    hash,
+                    name,
+                    kind,
+                    unit,
+                    min_price,
+                } => {
+                    action["hash"] = json!(digest_hex(hash));
+                    action["name"] = json!(name);
+                    action["kind"] = json!(kind);
+                    action["unit"] = json!(unit);
+                    action["min_price"] = json!(min_price);
+                }
+                Action::RegisterProvider {
+                    models,
+                    capacity,
+                    region,
+                    price_floor,
+                    endpoint,
+                } => {
+                    action["models"] = json!(models.iter().map(digest_hex).collect::<Vec<_>>());
+                    action["capacity"] = json!(capacity);
+                    action["region"] = json!(region);
+                    action["price_floor"] = json!(price_floor);
+                    action["endpoint"] = json!(endpoint);
+                }
+                Action::PauseProvider { paused } => action["paused"] = json!(paused),
+                Action::PostJob {
+                    model,
+                    input_hash,
+                    input_size,
+                    max_units,
+                    max_unit_price,
+                    region,
+                } => {
+                    action["job"] = json!(JobId::new(&stx.tx.signer, stx.tx.nonce));
+                    action["model"] = json!(digest_hex(model));
+                    action["input_hash"] = json!(digest_hex(input_hash));
+                    action["input_size"] = json!(input_size);
+                    action["max_units"] = json!(max_units);
+                    action["max_unit_price"] = json!(max_unit_price);
+                    action["region"] = json!(region);
+                }
+                Action::CommitResult { job, commitment } => {
+                    action["job"] = json!(job);
+                    action["commitment"] = json!(digest_hex(commitment));
+                }
+                Action::RevealResult {
+                    job,
+                    output_hash,
+                    output_size,
+                    units,
+                    ..
+                } => {
+                    action["job"] = json!(job);
+                    action["output_hash"] = json!(digest_hex(output_hash));
+                    action["output_size"] = json!(output_size);
+                    action["units"] = json!(units);
+                }
             }
             json!({
                 "hash": digest_hex(&stx.hash()),
@@ -336,6 +418,153 @@ async fn events(
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
+async fn models(State(state): State<RpcState>) -> ApiResult<Value> {
+    let node = state.shared.lock();
+    let ledger = &node.ledger;
+    let models: Vec<Value> = ledger
+        .models()
+        .map(|m| {
+            let mut v = serde_json::to_value(m).unwrap_or_default();
+            v["capacity"] = json!(ledger.model_capacity(&m.hash));
+            v["providers"] = json!(
+                ledger
+                    .providers()
+                    .filter(|(_, p)| !p.paused && p.models.contains(&m.hash))
+                    .count()
+            );
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "height": ledger.height(), "models": models })))
+}
+
+fn provider_json(ledger: &plexus_ledger::State, address: &Address) -> Option<Value> {
+    let p = ledger.provider(address)?;
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    v["address"] = json!(address);
+    v["stake"] = json!(ledger.account(address).stake);
+    v["eligible_stake"] =
+        json!(ledger.account(address).stake >= ledger.params().min_provider_stake);
+    Some(v)
+}
+
+async fn providers(State(state): State<RpcState>) -> ApiResult<Value> {
+    let node = state.shared.lock();
+    let ledger = &node.ledger;
+    let providers: Vec<Value> = ledger
+        .providers()
+        .filter_map(|(a, _)| provider_json(ledger, a))
+        .collect();
+    Ok(Json(
+        json!({ "height": ledger.height(), "providers": providers }),
+    ))
+}
+
+async fn provider(State(state): State<RpcState>, Path(address): Path<String>) -> ApiResult<Value> {
+    let address = parse_address(&address)?;
+    let node = state.shared.lock();
+    provider_json(&node.ledger, &address)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_provider",
+                format!("{address} is not a registered provider"),
+            )
+        })
+}
+
+async fn provider_jobs(
+    State(state): State<RpcState>,
+    Path(address): Path<String>,
+) -> ApiResult<Value> {
+    let address = parse_address(&address)?;
+    let node = state.shared.lock();
+    let jobs: Vec<Value> = node
+        .ledger
+        .jobs()
+        .filter(|j| j.provider == Some(address))
+        .map(|j| job_json(j, None))
+        .collect();
+    Ok(Json(
+        json!({ "height": node.ledger.height(), "jobs": jobs }),
+    ))
+}
+
+async fn job(State(state): State<RpcState>, Path(id): Path<String>) -> ApiResult<Value> {
+    let id: JobId = id
+        .parse()
+        .map_err(|e: plexus_types::Error| ApiError::bad_request("invalid_job_id", e.to_string()))?;
+    let node = state.shared.lock();
+    if let Some(job) = node.ledger.job(&id) {
+        return Ok(Json(job_json(job, None)));
+    }
+    match node.finished_jobs.get(&id) {
+        Some(f) => Ok(Json(job_json(&f.job, Some((&f.height, &f.outcome))))),
+        None => Err(ApiError::not_found(
+            "unknown_job",
+            format!("no job {id} is known to this node (not posted, or not yet finalized)"),
+        )),
+    }
+}
+
+async fn put_blob(
+    State(state): State<RpcState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let max = state.blobs.max_size();
+    let body = body.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("payload is larger than the limit of {max} bytes"),
+        )
+    })?;
+    let store = state.blobs.clone();
+    let size = body.len();
+    let result = tokio::task::spawn_blocking(move || store.put(&body))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match result {
+        Ok(hash) => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "hash": digest_hex(&hash), "size": size })),
+        )
+            .into_response()),
+        Err(e) => {
+            let (status, code) = match &e {
+                BlobError::Empty => (StatusCode::BAD_REQUEST, "empty_payload"),
+                BlobError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+                BlobError::Full { .. } => (StatusCode::INSUFFICIENT_STORAGE, "store_full"),
+                BlobError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "storage_error"),
+            };
+            Err(ApiError::new(status, code, e.to_string()))
+        }
+    }
+}
+
+async fn get_blob(
+    State(state): State<RpcState>,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let hash =
+        parse_digest(&hash).map_err(|e| ApiError::bad_request("invalid_hash", e.to_string()))?;
+    let store = state.blobs.clone();
+    let bytes = tokio::task::spawn_blocking(move || store.get(&hash))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    match bytes {
+        Some(bytes) => Ok((
+            [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+            bytes,
+        )
+            .into_response()),
+        None => Err(ApiError::not_found(
+            "unknown_blob",
+            format!("no payload {} is stored on this node", digest_hex(&hash)),
+        )),
+    }
+}
+
 fn sse_event(event: &BlockEvent) -> Event {
     Event::default()
         .event("block")
@@ -355,10 +584,8 @@ mod tests {
     fn test_app() -> Router {
         let genesis = Genesis {
             chain_id: "t".into(),
-            params: Params {
-                min_fee: Amount::new(1),
-                unbonding_delay: 2,
-            },
+            models: Vec::new(),
+            params: Params::new(Amount::new(1), 2),
             accounts: vec![GenesisAccount {
                 address: Address::from_bytes([1; 32]),
                 balance: Amount::new(100),
@@ -368,20 +595,31 @@ mod tests {
         let ledger = Ledger::from_genesis(&genesis).unwrap();
         let shared = Shared::new(NodeState::new(ledger, genesis.digest(), 10));
         let (sender, _receiver) = commonware_utils::channel::mpsc::unbounded_channel();
+        static APPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "plexus-rpc-test-{}-{}",
+            std::process::id(),
+            APPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         app(RpcState {
             shared,
             mailbox: Mailbox::new(sender),
+            blobs: BlobStore::open(&dir, 64, 1 << 20).unwrap(),
         })
     }
 
     async fn call(method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
+        call_app(test_app(), method, uri, body).await
+    }
+
+    async fn call_app(app: Router, method: &str, uri: &str, body: &str) -> (StatusCode, Value) {
         let request = Request::builder()
             .method(method)
             .uri(uri)
             .header("content-type", "application/json")
             .body(Body::from(body.to_string()))
             .unwrap();
-        let response = test_app().oneshot(request).await.unwrap();
+        let response = app.oneshot(request).await.unwrap();
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -450,6 +688,55 @@ mod tests {
                 "unknown_block",
             ),
             ("GET", "/nope", "", StatusCode::NOT_FOUND, "not_found"),
+            (
+                "GET",
+                "/jobs/xyz",
+                "",
+                StatusCode::BAD_REQUEST,
+                "invalid_job_id",
+            ),
+            (
+                "GET",
+                "/jobs/0000000000000000000000000000000000000000000000000000000000000000",
+                "",
+                StatusCode::NOT_FOUND,
+                "unknown_job",
+            ),
+            (
+                "GET",
+                "/providers/0101010101010101010101010101010101010101010101010101010101010101",
+                "",
+                StatusCode::NOT_FOUND,
+                "unknown_provider",
+            ),
+            (
+                "GET",
+                "/blobs/0000000000000000000000000000000000000000000000000000000000000000",
+                "",
+                StatusCode::NOT_FOUND,
+                "unknown_blob",
+            ),
+            (
+                "POST",
+                "/blobs",
+                "",
+                StatusCode::BAD_REQUEST,
+                "empty_payload",
+            ),
+            (
+                "POST",
+                "/blobs",
+                &"x".repeat(65),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
+            (
+                "POST",
+                "/blobs",
+                &"x".repeat(100_000),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+            ),
         ] {
             let (status, value) = call(method, uri, body).await;
             assert_eq!(status, code, "{method} {uri}: {value}");
@@ -468,5 +755,35 @@ mod tests {
         let (status, body) = call("GET", "/state_roots/0", "").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["height"], 0);
+    }
+
+    #[tokio::test]
+    async fn blobs_roundtrip_and_market_listings() {
+        let app = test_app();
+        let (status, body) = call_app(app.clone(), "POST", "/blobs", "{\"texts\":[\"hi\"]}").await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let hash = body["hash"].as_str().unwrap().to_string();
+        assert_eq!(
+            hash,
+            digest_hex(&plexus_types::sha256(&[b"{\"texts\":[\"hi\"]}"]))
+        );
+        let request = Request::builder()
+            .uri(format!("/blobs/{hash}"))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[..], b"{\"texts\":[\"hi\"]}");
+        let (status, body) = call("GET", "/models", "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["models"], json!([]));
+        let (_, body) = call("GET", "/providers", "").await;
+        assert_eq!(body["providers"], json!([]));
+        let (_, body) = call("GET", "/status", "").await;
+        assert_eq!(body["params"]["min_fee"], "1");
+        assert_eq!(body["escrow"], "0");
     }
 }

@@ -141,6 +141,12 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
     rpc_listener
         .set_nonblocking(true)
         .map_err(|e| Error::Config(e.to_string()))?;
+    let blobs = crate::blobs::BlobStore::open(
+        &config.data_dir.join("blobs"),
+        genesis.params.max_payload_size as usize,
+        crate::blobs::DEFAULT_MAX_TOTAL_BYTES,
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
 
     let runtime = cw_tokio::Config::new()
         .with_storage_directory(config.data_dir.join("storage"))
@@ -207,7 +213,11 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
             channels,
         )
         .await;
-        let app = rpc::app(RpcState { shared, mailbox });
+        let app = rpc::app(RpcState {
+            shared,
+            mailbox,
+            blobs,
+        });
         let listener = tokio::net::TcpListener::from_std(rpc_listener).expect("rpc listener");
         let address = listener.local_addr().expect("rpc address");
         info!(%address, "rpc listening");

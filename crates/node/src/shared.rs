@@ -1,8 +1,8 @@
 //! State shared between the application actor (writer) and the RPC (readers).
 
 use crate::mempool::{AdmitError, Mempool};
-use plexus_ledger::{BlockOutcome, State};
-use plexus_types::{Block, Digest, Height, SignedTransaction, TxHash, digest_hex};
+use plexus_ledger::{BlockOutcome, Event, Job, State};
+use plexus_types::{Block, Digest, Height, JobId, SignedTransaction, TxHash, digest_hex};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -36,6 +36,65 @@ pub struct BlockEvent {
     pub txs: usize,
     pub failed_txs: usize,
     pub state_root: String,
+    /// Job and provider events of the block (assignments, settlements, penalties...).
+    pub events: Vec<Event>,
+}
+
+/// A job that has left the ledger state: its final record and how it ended.
+#[derive(Clone, Debug)]
+pub struct FinishedJob {
+    pub job: Job,
+    pub height: Height,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Settled {
+        payment: plexus_types::Amount,
+        fee: plexus_types::Amount,
+        refund: plexus_types::Amount,
+    },
+    Refunded {
+        amount: plexus_types::Amount,
+        reason: String,
+    },
+}
+
+/// A job as JSON: the ledger's record with `phase` replaced by `status` (queued, assigned,
+/// committed, revealed, settled or refunded), plus `settlement` or `refund` once finished.
+pub fn job_json(job: &Job, finished: Option<(&Height, &Outcome)>) -> serde_json::Value {
+    let mut value = serde_json::to_value(job).unwrap_or_default();
+    let status = match finished {
+        None => job.phase.as_str(),
+        Some((_, Outcome::Settled { .. })) => "settled",
+        Some((_, Outcome::Refunded { .. })) => "refunded",
+    };
+    if let Some(map) = value.as_object_mut() {
+        map.remove("phase");
+        map.insert("status".into(), status.into());
+        let (settlement, refund) = match finished {
+            Some((
+                height,
+                Outcome::Settled {
+                    payment,
+                    fee,
+                    refund,
+                },
+            )) => (
+                serde_json::json!({"height": height, "payment": payment, "fee": fee, "refund": refund}),
+                serde_json::Value::Null,
+            ),
+            Some((height, Outcome::Refunded { amount, reason })) => (
+                serde_json::Value::Null,
+                serde_json::json!({"height": height, "amount": amount, "reason": reason}),
+            ),
+            None => (serde_json::Value::Null, serde_json::Value::Null),
+        };
+        map.insert("settlement".into(), settlement);
+        map.insert("refund".into(), refund);
+    }
+    value
 }
 
 /// Finality latencies (proposal to local finalization) of the last blocks this node proposed.
@@ -79,6 +138,8 @@ pub struct NodeState {
     pub state_roots: Vec<Digest>,
     pub latencies: LatencyWindow,
     pub events: broadcast::Sender<BlockEvent>,
+    /// Jobs that were settled or refunded (rebuilt by replay on start).
+    pub finished_jobs: HashMap<JobId, FinishedJob>,
 }
 
 impl NodeState {
@@ -95,6 +156,7 @@ impl NodeState {
             state_roots: vec![root],
             latencies: LatencyWindow::default(),
             events,
+            finished_jobs: HashMap::new(),
         }
     }
 
@@ -107,7 +169,49 @@ impl NodeState {
 
     /// Execute a finalized block. The caller has already made it durable.
     pub fn execute(&mut self, block: &Block) -> Result<BlockOutcome, plexus_ledger::LedgerError> {
-        let outcome = self.ledger.apply_block(block.height(), &block.txs)?;
+        // The block's digest is the assignment randomness: unknown to a job's poster when it
+        // submits (it depends on the whole block), though its proposer could grind it.
+        let digest = block.digest();
+        let outcome = self
+            .ledger
+            .apply_block(block.height(), &digest, &block.txs)?;
+        for event in &outcome.events {
+            let (job, outcome) = match event {
+                Event::JobSettled {
+                    job,
+                    payment,
+                    fee,
+                    refund,
+                } => (
+                    job,
+                    Outcome::Settled {
+                        payment: *payment,
+                        fee: *fee,
+                        refund: *refund,
+                    },
+                ),
+                Event::JobRefunded {
+                    job,
+                    amount,
+                    reason,
+                } => (
+                    job,
+                    Outcome::Refunded {
+                        amount: *amount,
+                        reason: reason.clone(),
+                    },
+                ),
+                _ => continue,
+            };
+            self.finished_jobs.insert(
+                job.id,
+                FinishedJob {
+                    job: (**job).clone(),
+                    height: block.height(),
+                    outcome,
+                },
+            );
+        }
         let hashes: Vec<TxHash> = block.txs.iter().map(|t| t.hash()).collect();
         let mut failed = 0;
         for (index, (hash, result)) in hashes.iter().zip(&outcome.results).enumerate() {
@@ -131,7 +235,6 @@ impl NodeState {
         for (hash, reason) in self.mempool.after_block(&self.ledger, &hashes) {
             self.statuses.insert(hash, TxStatus::Dropped { reason });
         }
-        let digest = block.digest();
         self.head_digest = digest;
         self.head_timestamp_ms = block.header.timestamp_ms;
         self.state_roots.push(outcome.state_root);
@@ -143,6 +246,7 @@ impl NodeState {
             txs: block.txs.len(),
             failed_txs: failed,
             state_root: digest_hex(&outcome.state_root),
+            events: outcome.events.clone(),
         });
         Ok(outcome)
     }

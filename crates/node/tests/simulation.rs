@@ -23,10 +23,8 @@ const N: usize = 4;
 fn genesis(users: &[PrivateKey]) -> Genesis {
     Genesis {
         chain_id: "plexus-sim".into(),
-        params: Params {
-            min_fee: Amount::new(1),
-            unbonding_delay: 5,
-        },
+        models: Vec::new(),
+        params: Params::new(Amount::new(1), 5),
         accounts: users
             .iter()
             .map(|k| GenesisAccount {

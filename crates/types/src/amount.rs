@@ -30,6 +30,22 @@ impl Amount {
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
         self.0.checked_sub(other.0).map(Amount)
     }
+    /// Multiply by a count (units of work, basis points), `None` on overflow.
+    pub fn checked_mul(self, factor: u128) -> Option<Amount> {
+        self.0.checked_mul(factor).map(Amount)
+    }
+    /// `self * numerator / denominator` without intermediate overflow when the result fits:
+    /// for shares such as fees in basis points. `None` if `denominator` is zero.
+    pub fn mul_div(self, numerator: u128, denominator: u128) -> Option<Amount> {
+        if denominator == 0 {
+            return None;
+        }
+        let (q, r) = (self.0 / denominator, self.0 % denominator);
+        // self = q*d + r, so self*n/d = q*n + r*n/d; r < d keeps r*n small when d is small.
+        let whole = q.checked_mul(numerator)?;
+        let part = r.checked_mul(numerator)? / denominator;
+        whole.checked_add(part).map(Amount)
+    }
     /// Sum a sequence, `None` on overflow.
     pub fn checked_sum(items: impl IntoIterator<Item = Amount>) -> Option<Amount> {
         items

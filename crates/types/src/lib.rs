@@ -20,12 +20,14 @@ mod address;
 mod amount;
 mod block;
 mod error;
+mod job;
 mod tx;
 
 pub use address::Address;
 pub use amount::{Amount, Height, Nonce};
 pub use block::{Block, BlockHeader};
 pub use error::Error;
+pub use job::{JobId, ModelKind, RECEIPT_NAMESPACE, Receipt, WorkUnit, commitment};
 pub use tx::{Action, SignedTransaction, Transaction, TxHash};
 
 pub use commonware_cryptography::ed25519::{PrivateKey, PublicKey, Signature};
@@ -45,12 +47,46 @@ pub mod limits {
     pub const MAX_BLOCK_TXS: usize = 20_000;
     /// Largest encoded block, in bytes.
     pub const MAX_BLOCK_SIZE: usize = 8 * 1024 * 1024;
+    /// Longest model name, in bytes.
+    pub const MAX_MODEL_NAME_LEN: usize = 64;
+    /// Longest provider region, in bytes.
+    pub const MAX_REGION_LEN: usize = 32;
+    /// Longest provider endpoint URL, in bytes.
+    pub const MAX_ENDPOINT_LEN: usize = 256;
+    /// Most models one provider may declare.
+    pub const MAX_PROVIDER_MODELS: usize = 16;
 }
 
 /// Hash arbitrary bytes with SHA-256.
 pub fn sha256(parts: &[&[u8]]) -> Digest {
     use commonware_cryptography::{Hasher, Sha256};
     Sha256::hash(parts)
+}
+
+/// Serde for a [`Digest`] as 64 lowercase hex characters: `#[serde(with = "plexus_types::hex_digest")]`.
+pub mod hex_digest {
+    use super::Digest;
+    pub fn serialize<S: serde::Serializer>(d: &Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::digest_hex(d))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        super::parse_digest(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for a [`Signature`] as 128 lowercase hex characters.
+pub mod hex_signature {
+    use super::Signature;
+    use commonware_codec::{DecodeExt, Encode};
+    pub fn serialize<S: serde::Serializer>(sig: &Signature, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(sig.encode()))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Signature, D::Error> {
+        let s = <String as serde::Deserialize>::deserialize(d)?;
+        let bytes = hex::decode(s.trim()).map_err(serde::de::Error::custom)?;
+        Signature::decode(bytes::Bytes::from(bytes)).map_err(serde::de::Error::custom)
+    }
 }
 
 /// Hex of a digest, lowercase, without prefix.

@@ -1,5 +1,7 @@
+use crate::job::read_string;
 use crate::{
-    Address, Amount, Digest, Error, Nonce, PrivateKey, Signature, TX_NAMESPACE, limits, sha256,
+    Address, Amount, Digest, Error, JobId, ModelKind, Nonce, PrivateKey, Signature, TX_NAMESPACE,
+    WorkUnit, limits, sha256,
 };
 use bytes::BufMut;
 use commonware_codec::{
@@ -18,6 +20,57 @@ pub enum Action {
     Unbond { amount: Amount },
     /// Move every matured unbonding entry back to the signer's balance.
     Withdraw,
+    /// Register a model by the content hash of its weights and config.
+    RegisterModel {
+        hash: Digest,
+        name: String,
+        kind: ModelKind,
+        unit: WorkUnit,
+        /// The lowest the model's base price (per unit) may fall; also its starting price.
+        min_price: Amount,
+    },
+    /// Register the signer as a provider, or update its declaration.
+    RegisterProvider {
+        /// Content hashes of the models served.
+        models: Vec<Digest>,
+        /// Jobs it can hold at once (assigned or committed, not yet revealed).
+        capacity: u32,
+        /// Free-form region label; jobs may prefer a region.
+        region: String,
+        /// The lowest price per unit it accepts.
+        price_floor: Amount,
+        /// Base URL where it serves the outputs it produced.
+        endpoint: String,
+    },
+    /// Stop (or resume) receiving new jobs; jobs already assigned continue.
+    PauseProvider { paused: bool },
+    /// Leave the provider registry (no job may be in flight or awaiting settlement).
+    Deregister,
+    /// Post a job and lock `max_units * max_unit_price` in escrow.
+    PostJob {
+        model: Digest,
+        /// Content hash of the input payload (stored off-chain).
+        input_hash: Digest,
+        input_size: u32,
+        /// Most units of work the job may bill (see the model's unit).
+        max_units: u32,
+        /// Highest price per unit the poster pays.
+        max_unit_price: Amount,
+        /// Preferred provider region; empty for any.
+        region: String,
+    },
+    /// The assigned provider commits to `commitment(job, output_hash, salt)`.
+    CommitResult { job: JobId, commitment: Digest },
+    /// The assigned provider reveals its result and signs the receipt.
+    RevealResult {
+        job: JobId,
+        output_hash: Digest,
+        output_size: u32,
+        salt: Digest,
+        units: u32,
+        /// The provider's signature over the [`crate::Receipt`] of this job.
+        receipt_signature: Signature,
+    },
 }
 
 impl Action {
@@ -25,6 +78,13 @@ impl Action {
     const BOND: u8 = 1;
     const UNBOND: u8 = 2;
     const WITHDRAW: u8 = 3;
+    const REGISTER_MODEL: u8 = 4;
+    const REGISTER_PROVIDER: u8 = 5;
+    const PAUSE_PROVIDER: u8 = 6;
+    const DEREGISTER: u8 = 7;
+    const POST_JOB: u8 = 8;
+    const COMMIT_RESULT: u8 = 9;
+    const REVEAL_RESULT: u8 = 10;
 
     /// A short name for logs and JSON.
     pub fn kind(&self) -> &'static str {
@@ -33,6 +93,13 @@ impl Action {
             Action::Bond { .. } => "bond",
             Action::Unbond { .. } => "unbond",
             Action::Withdraw => "withdraw",
+            Action::RegisterModel { .. } => "register_model",
+            Action::RegisterProvider { .. } => "register_provider",
+            Action::PauseProvider { .. } => "pause_provider",
+            Action::Deregister => "deregister",
+            Action::PostJob { .. } => "post_job",
+            Action::CommitResult { .. } => "commit_result",
+            Action::RevealResult { .. } => "reveal_result",
         }
     }
 }
@@ -54,6 +121,76 @@ impl Write for Action {
                 amount.write(buf);
             }
             Action::Withdraw => Self::WITHDRAW.write(buf),
+            Action::RegisterModel {
+                hash,
+                name,
+                kind,
+                unit,
+                min_price,
+            } => {
+                Self::REGISTER_MODEL.write(buf);
+                hash.write(buf);
+                name.as_bytes().write(buf);
+                kind.write(buf);
+                unit.write(buf);
+                min_price.write(buf);
+            }
+            Action::RegisterProvider {
+                models,
+                capacity,
+                region,
+                price_floor,
+                endpoint,
+            } => {
+                Self::REGISTER_PROVIDER.write(buf);
+                models.write(buf);
+                capacity.write(buf);
+                region.as_bytes().write(buf);
+                price_floor.write(buf);
+                endpoint.as_bytes().write(buf);
+            }
+            Action::PauseProvider { paused } => {
+                Self::PAUSE_PROVIDER.write(buf);
+                paused.write(buf);
+            }
+            Action::Deregister => Self::DEREGISTER.write(buf),
+            Action::PostJob {
+                model,
+                input_hash,
+                input_size,
+                max_units,
+                max_unit_price,
+                region,
+            } => {
+                Self::POST_JOB.write(buf);
+                model.write(buf);
+                input_hash.write(buf);
+                input_size.write(buf);
+                max_units.write(buf);
+                max_unit_price.write(buf);
+                region.as_bytes().write(buf);
+            }
+            Action::CommitResult { job, commitment } => {
+                Self::COMMIT_RESULT.write(buf);
+                job.write(buf);
+                commitment.write(buf);
+            }
+            Action::RevealResult {
+                job,
+                output_hash,
+                output_size,
+                salt,
+                units,
+                receipt_signature,
+            } => {
+                Self::REVEAL_RESULT.write(buf);
+                job.write(buf);
+                output_hash.write(buf);
+                output_size.write(buf);
+                salt.write(buf);
+                units.write(buf);
+                receipt_signature.write(buf);
+            }
         }
     }
 }
@@ -63,7 +200,26 @@ impl EncodeSize for Action {
         1 + match self {
             Action::Transfer { .. } => 32 + 16,
             Action::Bond { .. } | Action::Unbond { .. } => 16,
-            Action::Withdraw => 0,
+            Action::Withdraw | Action::Deregister => 0,
+            Action::RegisterModel { name, .. } => 32 + name.as_bytes().encode_size() + 1 + 1 + 16,
+            Action::RegisterProvider {
+                models,
+                region,
+                endpoint,
+                ..
+            } => {
+                models.encode_size()
+                    + 4
+                    + region.as_bytes().encode_size()
+                    + 16
+                    + endpoint.as_bytes().encode_size()
+            }
+            Action::PauseProvider { .. } => 1,
+            Action::PostJob { region, .. } => {
+                32 + 32 + 4 + 4 + 16 + region.as_bytes().encode_size()
+            }
+            Action::CommitResult { .. } => 32 + 32,
+            Action::RevealResult { .. } => 32 + 32 + 4 + 32 + 4 + 64,
         }
     }
 }
@@ -83,6 +239,47 @@ impl Read for Action {
                 amount: Amount::read(buf)?,
             }),
             Self::WITHDRAW => Ok(Action::Withdraw),
+            Self::REGISTER_MODEL => Ok(Action::RegisterModel {
+                hash: Digest::read(buf)?,
+                name: read_string(buf, limits::MAX_MODEL_NAME_LEN, "model name")?,
+                kind: ModelKind::read(buf)?,
+                unit: WorkUnit::read(buf)?,
+                min_price: Amount::read(buf)?,
+            }),
+            Self::REGISTER_PROVIDER => Ok(Action::RegisterProvider {
+                models: Vec::<Digest>::read_cfg(
+                    buf,
+                    &(RangeCfg::new(0..=limits::MAX_PROVIDER_MODELS), ()),
+                )?,
+                capacity: u32::read(buf)?,
+                region: read_string(buf, limits::MAX_REGION_LEN, "region")?,
+                price_floor: Amount::read(buf)?,
+                endpoint: read_string(buf, limits::MAX_ENDPOINT_LEN, "endpoint")?,
+            }),
+            Self::PAUSE_PROVIDER => Ok(Action::PauseProvider {
+                paused: bool::read(buf)?,
+            }),
+            Self::DEREGISTER => Ok(Action::Deregister),
+            Self::POST_JOB => Ok(Action::PostJob {
+                model: Digest::read(buf)?,
+                input_hash: Digest::read(buf)?,
+                input_size: u32::read(buf)?,
+                max_units: u32::read(buf)?,
+                max_unit_price: Amount::read(buf)?,
+                region: read_string(buf, limits::MAX_REGION_LEN, "region")?,
+            }),
+            Self::COMMIT_RESULT => Ok(Action::CommitResult {
+                job: JobId::read(buf)?,
+                commitment: Digest::read(buf)?,
+            }),
+            Self::REVEAL_RESULT => Ok(Action::RevealResult {
+                job: JobId::read(buf)?,
+                output_hash: Digest::read(buf)?,
+                output_size: u32::read(buf)?,
+                salt: Digest::read(buf)?,
+                units: u32::read(buf)?,
+                receipt_signature: Signature::read(buf)?,
+            }),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
     }
@@ -132,12 +329,8 @@ impl EncodeSize for Transaction {
 impl Read for Transaction {
     type Cfg = ();
     fn read_cfg(buf: &mut impl commonware_codec::Buf, _: &()) -> Result<Self, CodecError> {
-        let chain_id =
-            Vec::<u8>::read_cfg(buf, &(RangeCfg::new(0..=limits::MAX_CHAIN_ID_LEN), ()))?;
-        let chain_id = String::from_utf8(chain_id)
-            .map_err(|_| CodecError::Invalid("transaction", "chain id is not utf-8"))?;
         Ok(Self {
-            chain_id,
+            chain_id: read_string(buf, limits::MAX_CHAIN_ID_LEN, "chain id")?,
             signer: Address::read(buf)?,
             nonce: Nonce::read(buf)?,
             fee: Amount::read(buf)?,
@@ -288,6 +481,42 @@ mod tests {
             Action::Unbond {
                 amount: Amount::new(5),
             },
+            Action::RegisterModel {
+                hash: sha256(&[b"m"]),
+                name: "all-minilm-l6-v2".into(),
+                kind: ModelKind::Embedding,
+                unit: WorkUnit::InputTokens,
+                min_price: Amount::new(3),
+            },
+            Action::RegisterProvider {
+                models: vec![sha256(&[b"m"]), sha256(&[b"n"])],
+                capacity: 8,
+                region: "eu".into(),
+                price_floor: Amount::new(2),
+                endpoint: "http://127.0.0.1:9000".into(),
+            },
+            Action::PauseProvider { paused: true },
+            Action::Deregister,
+            Action::PostJob {
+                model: sha256(&[b"m"]),
+                input_hash: sha256(&[b"i"]),
+                input_size: 100,
+                max_units: 40,
+                max_unit_price: Amount::new(9),
+                region: String::new(),
+            },
+            Action::CommitResult {
+                job: JobId::from_bytes([4; 32]),
+                commitment: sha256(&[b"c"]),
+            },
+            Action::RevealResult {
+                job: JobId::from_bytes([4; 32]),
+                output_hash: sha256(&[b"o"]),
+                output_size: 12,
+                salt: sha256(&[b"s"]),
+                units: 3,
+                receipt_signature: key.sign(b"x", b"y"),
+            },
         ] {
             let stx = Transaction {
                 chain_id: "c".into(),
@@ -298,7 +527,18 @@ mod tests {
             }
             .sign(&key);
             assert_eq!(stx.encode().len(), stx.encode_size());
+            let back = SignedTransaction::decode_bounded(&stx.encode()).unwrap();
+            assert_eq!(back, stx);
         }
+        // Bounded lists: a provider may not declare more than the limit of models.
+        let too_many = Action::RegisterProvider {
+            models: vec![sha256(&[b"m"]); limits::MAX_PROVIDER_MODELS + 1],
+            capacity: 1,
+            region: String::new(),
+            price_floor: Amount::ZERO,
+            endpoint: String::new(),
+        };
+        assert!(Action::decode(too_many.encode()).is_err());
     }
 
     proptest::proptest! {

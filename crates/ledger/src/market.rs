@@ -1,0 +1,1131 @@
+//! The job market: model registry, provider registry, jobs with escrow, assignment,
+//! commit-reveal, deadlines, settlement and pricing. The rules are in the crate docs; this
+//! file keeps the data and the end-of-block processing.
+
+use crate::encode::Encoder;
+use crate::state::State;
+use crate::{LedgerError, TxError};
+use plexus_types::{
+    Address, Amount, Digest, Height, JobId, ModelKind, Receipt, Signature, WorkUnit, sha256,
+};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Reputation is in basis points: 10000 is a clean record.
+pub const MAX_REPUTATION: u32 = 10_000;
+/// Reputation never falls below this, so a provider that recovers can earn its way back.
+pub const MIN_REPUTATION: u32 = 100;
+/// Reputation regained per settled job.
+pub const REPUTATION_GAIN: u32 = 100;
+/// Most jobs one provider may declare it can hold at once.
+pub const MAX_PROVIDER_CAPACITY: u32 = 1024;
+
+const ASSIGN_NAMESPACE: &[u8] = b"_PLEXUS_ASSIGN_V1";
+
+/// A registered model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Model {
+    #[serde(with = "plexus_types::hex_digest")]
+    pub hash: Digest,
+    pub name: String,
+    pub kind: ModelKind,
+    pub unit: WorkUnit,
+    /// The base price never falls below this.
+    pub min_price: Amount,
+    /// The current price per unit of work; moves every block with utilization.
+    pub base_price: Amount,
+    /// Jobs assigned or committed, not yet revealed.
+    pub active_jobs: u32,
+    /// Jobs waiting for a provider.
+    pub queued_jobs: u32,
+}
+
+/// A registered provider. Its stake is its account's stake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Provider {
+    #[serde(serialize_with = "hex_digests")]
+    pub models: Vec<Digest>,
+    pub capacity: u32,
+    pub region: String,
+    pub price_floor: Amount,
+    pub endpoint: String,
+    pub paused: bool,
+    /// Basis points, [`MIN_REPUTATION`]..=[`MAX_REPUTATION`].
+    pub reputation: u32,
+    /// Jobs assigned or committed, not yet revealed (counts against capacity).
+    pub active_jobs: u32,
+    /// Jobs revealed, waiting for settlement.
+    pub unsettled_jobs: u32,
+}
+
+fn hex_digests<S: serde::Serializer>(v: &[Digest], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(plexus_types::digest_hex))
+}
+
+fn hex_digest_opt<S: serde::Serializer>(v: &Option<Digest>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(d) => s.serialize_some(&plexus_types::digest_hex(d)),
+        None => s.serialize_none(),
+    }
+}
+
+fn hex_signature_opt<S: serde::Serializer>(v: &Option<Signature>, s: S) -> Result<S::Ok, S::Error> {
+    use commonware_codec::Encode;
+    match v {
+        Some(sig) => s.serialize_some(&hex::encode(sig.encode())),
+        None => s.serialize_none(),
+    }
+}
+
+/// Where a job is in its life. Settled and refunded jobs leave the state (the node keeps
+/// their final record from [`Event`]s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for a provider with capacity.
+    Queued,
+    /// Offered to `provider`, which must commit by `deadline`.
+    Assigned,
+    /// Committed; the provider must reveal by `deadline`.
+    Committed,
+    /// Revealed; settles automatically at `settle_at`.
+    Revealed,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Assigned => "assigned",
+            Phase::Committed => "committed",
+            Phase::Revealed => "revealed",
+        }
+    }
+    fn tag(self) -> u8 {
+        match self {
+            Phase::Queued => 0,
+            Phase::Assigned => 1,
+            Phase::Committed => 2,
+            Phase::Revealed => 3,
+        }
+    }
+}
+
+/// A job in the state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub id: JobId,
+    pub owner: Address,
+    #[serde(with = "plexus_types::hex_digest")]
+    pub model: Digest,
+    #[serde(with = "plexus_types::hex_digest")]
+    pub input_hash: Digest,
+    pub input_size: u32,
+    pub max_units: u32,
+    pub max_unit_price: Amount,
+    pub region: String,
+    /// Locked at post: `max_units * max_unit_price`.
+    pub escrow: Amount,
+    pub posted_at: Height,
+    /// Providers this job has been assigned to so far (each missed its deadline, except the
+    /// current one).
+    pub attempts: u32,
+    pub tried: Vec<Address>,
+    pub phase: Phase,
+    /// Position in the queue while queued.
+    pub queue_seq: u64,
+    pub provider: Option<Address>,
+    /// Fixed at assignment: max(base price, provider floor).
+    pub unit_price: Amount,
+    pub assigned_at: Height,
+    /// Commit deadline (assigned), reveal deadline (committed) or queue expiry (queued).
+    pub deadline: Height,
+    #[serde(serialize_with = "hex_digest_opt")]
+    pub commitment: Option<Digest>,
+    pub committed_at: Height,
+    #[serde(serialize_with = "hex_digest_opt")]
+    pub output_hash: Option<Digest>,
+    pub output_size: u32,
+    #[serde(serialize_with = "hex_digest_opt")]
+    pub salt: Option<Digest>,
+    pub units: u32,
+    #[serde(serialize_with = "hex_signature_opt")]
+    pub receipt_signature: Option<Signature>,
+    pub revealed_at: Height,
+    pub settle_at: Height,
+}
+
+impl Job {
+    /// The receipt this job's provider signs (or signed) at reveal, given its result.
+    pub fn receipt(
+        &self,
+        chain_id: &str,
+        provider: Address,
+        output_hash: Digest,
+        output_size: u32,
+        units: u32,
+    ) -> Receipt {
+        Receipt {
+            chain_id: chain_id.to_string(),
+            job: self.id,
+            model: self.model,
+            input_hash: self.input_hash,
+            output_hash,
+            output_size,
+            units,
+            unit_price: self.unit_price,
+            provider,
+        }
+    }
+
+    /// `units * unit_price`: what the poster pays once revealed.
+    pub fn price(&self) -> Option<Amount> {
+        self.unit_price.checked_mul(u128::from(self.units))
+    }
+}
+
+/// Something the block did besides the transactions' direct effects, in order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    JobPosted {
+        job: JobId,
+    },
+    JobAssigned {
+        job: JobId,
+        provider: Address,
+        unit_price: Amount,
+    },
+    JobCommitted {
+        job: JobId,
+    },
+    JobRevealed {
+        job: JobId,
+    },
+    /// A provider missed a deadline: `amount` left its stake for the treasury.
+    ProviderPenalised {
+        provider: Address,
+        job: JobId,
+        amount: Amount,
+    },
+    /// Escrow paid out: `payment - fee` to the provider, `fee` to the treasury, `refund` back
+    /// to the owner. The job has left the state; this is its final record.
+    JobSettled {
+        job: Box<Job>,
+        payment: Amount,
+        fee: Amount,
+        refund: Amount,
+    },
+    /// The whole escrow went back to the owner.
+    JobRefunded {
+        job: Box<Job>,
+        amount: Amount,
+        reason: String,
+    },
+}
+
+/// Everything the job market keeps, apart from account balances and stakes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Market {
+    pub(crate) models: BTreeMap<Digest, Model>,
+    pub(crate) providers: BTreeMap<Address, Provider>,
+    pub(crate) jobs: BTreeMap<JobId, Job>,
+    /// Queued jobs in arrival order.
+    pub(crate) queue: BTreeMap<u64, JobId>,
+    pub(crate) next_seq: u64,
+    /// (deadline, job) for every job that is queued, assigned or committed.
+    pub(crate) deadlines: BTreeSet<(Height, JobId)>,
+    /// (settle_at, job) for every revealed job.
+    pub(crate) settlements: BTreeSet<(Height, JobId)>,
+    /// Sum of the escrow of every job in the state.
+    pub(crate) escrow: Amount,
+}
+
+impl Market {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.models.is_empty() && self.providers.is_empty() && self.jobs.is_empty()
+    }
+
+    pub(crate) fn encode(&self, enc: &mut Encoder) {
+        enc.amount(self.escrow);
+        enc.u64(self.next_seq);
+        enc.count(self.models.len());
+        for model in self.models.values() {
+            enc.digest(&model.hash);
+            enc.bytes(model.name.as_bytes());
+            enc.u8(model.kind.tag());
+            enc.u8(model.unit.tag());
+            enc.amount(model.min_price);
+            enc.amount(model.base_price);
+            enc.u32(model.active_jobs);
+            enc.u32(model.queued_jobs);
+        }
+        enc.count(self.providers.len());
+        for (address, p) in &self.providers {
+            enc.address(address);
+            enc.count(p.models.len());
+            for m in &p.models {
+                enc.digest(m);
+            }
+            enc.u32(p.capacity);
+            enc.bytes(p.region.as_bytes());
+            enc.amount(p.price_floor);
+            enc.bytes(p.endpoint.as_bytes());
+            enc.u8(u8::from(p.paused));
+            enc.u32(p.reputation);
+            enc.u32(p.active_jobs);
+            enc.u32(p.unsettled_jobs);
+        }
+        enc.count(self.jobs.len());
+        for job in self.jobs.values() {
+            use commonware_codec::Encode;
+            enc.bytes(job.id.as_bytes());
+            enc.address(&job.owner);
+            enc.digest(&job.model);
+            enc.digest(&job.input_hash);
+            enc.u32(job.input_size);
+            enc.u32(job.max_units);
+            enc.amount(job.max_unit_price);
+            enc.bytes(job.region.as_bytes());
+            enc.amount(job.escrow);
+            enc.u64(job.posted_at.get());
+            enc.u32(job.attempts);
+            enc.count(job.tried.len());
+            for a in &job.tried {
+                enc.address(a);
+            }
+            enc.u8(job.phase.tag());
+            enc.u64(job.queue_seq);
+            enc.optional(job.provider.as_ref().map(|a| &a.as_bytes()[..]));
+            enc.amount(job.unit_price);
+            enc.u64(job.assigned_at.get());
+            enc.u64(job.deadline.get());
+            enc.optional(job.commitment.as_ref().map(|d| d.as_ref()));
+            enc.u64(job.committed_at.get());
+            enc.optional(job.output_hash.as_ref().map(|d| d.as_ref()));
+            enc.u32(job.output_size);
+            enc.optional(job.salt.as_ref().map(|d| d.as_ref()));
+            enc.u32(job.units);
+            let sig = job.receipt_signature.as_ref().map(|s| s.encode());
+            enc.optional(sig.as_deref());
+            enc.u64(job.revealed_at.get());
+            enc.u64(job.settle_at.get());
+        }
+    }
+}
+
+/// A market write computed by validation, applied (infallibly) on commit.
+pub(crate) enum MarketOp {
+    None,
+    RegisterModel(Model),
+    RegisterProvider(Address, Provider),
+    Pause(Address, bool),
+    Deregister(Address),
+    Post(Box<Job>),
+    Commit(JobId, Digest, Height),
+    Reveal(Box<Job>),
+}
+
+fn checked_height(h: Height, delta: u64) -> Result<Height, TxError> {
+    h.get()
+        .checked_add(delta)
+        .map(Height::new)
+        .ok_or(TxError::HeightOverflow)
+}
+
+impl State {
+    /// A registered model.
+    pub fn model(&self, hash: &Digest) -> Option<&Model> {
+        self.market.models.get(hash)
+    }
+
+    /// Every registered model, in hash order.
+    pub fn models(&self) -> impl Iterator<Item = &Model> {
+        self.market.models.values()
+    }
+
+    pub fn provider(&self, address: &Address) -> Option<&Provider> {
+        self.market.providers.get(address)
+    }
+
+    /// Every registered provider, in address order.
+    pub fn providers(&self) -> impl Iterator<Item = (&Address, &Provider)> {
+        self.market.providers.iter()
+    }
+
+    /// A job still in the state (not yet settled or refunded).
+    pub fn job(&self, id: &JobId) -> Option<&Job> {
+        self.market.jobs.get(id)
+    }
+
+    /// Every job in the state, in id order.
+    pub fn jobs(&self) -> impl Iterator<Item = &Job> {
+        self.market.jobs.values()
+    }
+
+    /// Tokens locked in escrow by jobs in the state.
+    pub fn escrow(&self) -> Amount {
+        self.market.escrow
+    }
+
+    /// Capacity (jobs at once) of providers that can take jobs for `model` now.
+    pub fn model_capacity(&self, model: &Digest) -> u64 {
+        self.market
+            .providers
+            .iter()
+            .filter(|(a, p)| {
+                !p.paused
+                    && p.models.contains(model)
+                    && self.account_ref(a).stake >= self.params.min_provider_stake
+            })
+            .map(|(_, p)| u64::from(p.capacity))
+            .sum()
+    }
+
+    // ----- validation of market actions (no writes) -----
+
+    pub(crate) fn check_register_model(
+        &self,
+        hash: Digest,
+        name: &str,
+        kind: ModelKind,
+        unit: WorkUnit,
+        min_price: Amount,
+    ) -> Result<MarketOp, TxError> {
+        if self.market.models.contains_key(&hash) {
+            return Err(TxError::ModelExists(plexus_types::digest_hex(&hash)));
+        }
+        if name.trim().is_empty() {
+            return Err(TxError::InvalidModel("model name is empty".into()));
+        }
+        if min_price.is_zero() {
+            return Err(TxError::InvalidModel(
+                "min_price must be at least 1 (a zero price could never rise)".into(),
+            ));
+        }
+        Ok(MarketOp::RegisterModel(Model {
+            hash,
+            name: name.to_string(),
+            kind,
+            unit,
+            min_price,
+            base_price: min_price,
+            active_jobs: 0,
+            queued_jobs: 0,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_register_provider(
+        &self,
+        signer: &Address,
+        stake: Amount,
+        models: &[Digest],
+        capacity: u32,
+        region: &str,
+        price_floor: Amount,
+        endpoint: &str,
+    ) -> Result<MarketOp, TxError> {
+        if stake < self.params.min_provider_stake {
+            return Err(TxError::ProviderStakeTooLow {
+                stake,
+                min: self.params.min_provider_stake,
+            });
+        }
+        if models.is_empty() {
+            return Err(TxError::InvalidProvider(
+                "declare at least one model".into(),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for m in models {
+            if !seen.insert(*m) {
+                return Err(TxError::InvalidProvider(format!(
+                    "model {} listed twice",
+                    plexus_types::digest_hex(m)
+                )));
+            }
+            if !self.market.models.contains_key(m) {
+                return Err(TxError::UnknownModel(plexus_types::digest_hex(m)));
+            }
+        }
+        if capacity == 0 || capacity > MAX_PROVIDER_CAPACITY {
+            return Err(TxError::InvalidProvider(format!(
+                "capacity must be between 1 and {MAX_PROVIDER_CAPACITY}, got {capacity}"
+            )));
+        }
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            return Err(TxError::InvalidProvider(format!(
+                "endpoint must be an http:// or https:// URL, got {endpoint:?}"
+            )));
+        }
+        let previous = self.market.providers.get(signer);
+        Ok(MarketOp::RegisterProvider(
+            *signer,
+            Provider {
+                models: models.to_vec(),
+                capacity,
+                region: region.to_string(),
+                price_floor,
+                endpoint: endpoint.to_string(),
+                paused: previous.is_some_and(|p| p.paused),
+                reputation: previous.map_or(MAX_REPUTATION, |p| p.reputation),
+                active_jobs: previous.map_or(0, |p| p.active_jobs),
+                unsettled_jobs: previous.map_or(0, |p| p.unsettled_jobs),
+            },
+        ))
+    }
+
+    pub(crate) fn check_pause(&self, signer: &Address, paused: bool) -> Result<MarketOp, TxError> {
+        if !self.market.providers.contains_key(signer) {
+            return Err(TxError::NotProvider);
+        }
+        Ok(MarketOp::Pause(*signer, paused))
+    }
+
+    pub(crate) fn check_deregister(&self, signer: &Address) -> Result<MarketOp, TxError> {
+        let p = self
+            .market
+            .providers
+            .get(signer)
+            .ok_or(TxError::NotProvider)?;
+        if p.active_jobs > 0 || p.unsettled_jobs > 0 {
+            return Err(TxError::ProviderBusy {
+                active: p.active_jobs,
+                unsettled: p.unsettled_jobs,
+            });
+        }
+        Ok(MarketOp::Deregister(*signer))
+    }
+
+    /// A registered provider keeps at least the minimum stake bonded until it deregisters:
+    /// its stake is what a missed deadline is taken from.
+    pub(crate) fn check_unbond_allowed(
+        &self,
+        signer: &Address,
+        stake_after: Amount,
+    ) -> Result<(), TxError> {
+        if self.market.providers.contains_key(signer)
+            && stake_after < self.params.min_provider_stake
+        {
+            return Err(TxError::ProviderStakeLocked {
+                min: self.params.min_provider_stake,
+            });
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_post(
+        &self,
+        id: JobId,
+        owner: Address,
+        height: Height,
+        model: Digest,
+        input_hash: Digest,
+        input_size: u32,
+        max_units: u32,
+        max_unit_price: Amount,
+        region: &str,
+    ) -> Result<MarketOp, TxError> {
+        let m = self
+            .market
+            .models
+            .get(&model)
+            .ok_or_else(|| TxError::UnknownModel(plexus_types::digest_hex(&model)))?;
+        if input_size == 0 {
+            return Err(TxError::InvalidJob("input is empty".into()));
+        }
+        if input_size > self.params.max_payload_size {
+            return Err(TxError::PayloadTooLarge {
+                size: input_size,
+                max: self.params.max_payload_size,
+            });
+        }
+        if max_units == 0 {
+            return Err(TxError::InvalidJob("max_units must be at least 1".into()));
+        }
+        if max_unit_price < m.base_price {
+            return Err(TxError::MaxPriceBelowBase {
+                max: max_unit_price,
+                base: m.base_price,
+            });
+        }
+        if self.market.queue.len() >= self.params.max_queued_jobs as usize {
+            return Err(TxError::QueueFull {
+                max: self.params.max_queued_jobs,
+            });
+        }
+        let escrow = max_unit_price
+            .checked_mul(u128::from(max_units))
+            .ok_or(TxError::Overflow)?;
+        Ok(MarketOp::Post(Box::new(Job {
+            id,
+            owner,
+            model,
+            input_hash,
+            input_size,
+            max_units,
+            max_unit_price,
+            region: region.to_string(),
+            escrow,
+            posted_at: height,
+            attempts: 0,
+            tried: Vec::new(),
+            phase: Phase::Queued,
+            queue_seq: 0,
+            provider: None,
+            unit_price: Amount::ZERO,
+            assigned_at: Height::new(0),
+            deadline: checked_height(height, self.params.queue_timeout)?,
+            commitment: None,
+            committed_at: Height::new(0),
+            output_hash: None,
+            output_size: 0,
+            salt: None,
+            units: 0,
+            receipt_signature: None,
+            revealed_at: Height::new(0),
+            settle_at: Height::new(0),
+        })))
+    }
+
+    fn assigned_job(&self, signer: &Address, id: &JobId, want: Phase) -> Result<&Job, TxError> {
+        let job = self
+            .market
+            .jobs
+            .get(id)
+            .ok_or_else(|| TxError::UnknownJob(id.to_string()))?;
+        if job.provider != Some(*signer) {
+            return Err(TxError::NotAssigned(id.to_string()));
+        }
+        if job.phase != want {
+            return Err(TxError::WrongPhase {
+                phase: job.phase.as_str(),
+                expected: want.as_str(),
+            });
+        }
+        Ok(job)
+    }
+
+    pub(crate) fn check_commit(
+        &self,
+        signer: &Address,
+        id: &JobId,
+        commitment: Digest,
+        height: Height,
+    ) -> Result<MarketOp, TxError> {
+        self.assigned_job(signer, id, Phase::Assigned)?;
+        Ok(MarketOp::Commit(
+            *id,
+            commitment,
+            checked_height(height, self.params.reveal_timeout)?,
+        ))
+    }
+
+    /// Everything about a reveal except the receipt signature (checked last, with the
+    /// transaction's, because it is expensive).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_reveal(
+        &self,
+        signer: &Address,
+        id: &JobId,
+        output_hash: Digest,
+        output_size: u32,
+        salt: Digest,
+        units: u32,
+        receipt_signature: &Signature,
+        height: Height,
+    ) -> Result<(MarketOp, Receipt), TxError> {
+        let job = self.assigned_job(signer, id, Phase::Committed)?;
+        if job.committed_at >= height {
+            return Err(TxError::RevealTooEarly);
+        }
+        if job.commitment != Some(plexus_types::commitment(id, &output_hash, &salt)) {
+            return Err(TxError::CommitmentMismatch);
+        }
+        if units == 0 || units > job.max_units {
+            return Err(TxError::InvalidUnits {
+                units,
+                max: job.max_units,
+            });
+        }
+        if output_size == 0 || output_size > self.params.max_payload_size {
+            return Err(TxError::PayloadTooLarge {
+                size: output_size,
+                max: self.params.max_payload_size,
+            });
+        }
+        let receipt = job.receipt(&self.chain_id, *signer, output_hash, output_size, units);
+        let mut next = job.clone();
+        next.phase = Phase::Revealed;
+        next.output_hash = Some(output_hash);
+        next.output_size = output_size;
+        next.salt = Some(salt);
+        next.units = units;
+        next.receipt_signature = Some(receipt_signature.clone());
+        next.revealed_at = height;
+        next.settle_at = checked_height(height, self.params.challenge_window)?;
+        Ok((MarketOp::Reveal(Box::new(next)), receipt))
+    }
+
+    // ----- writes -----
+
+    pub(crate) fn apply_market_op(&mut self, op: MarketOp, events: &mut Vec<Event>) {
+        let market = &mut self.market;
+        match op {
+            MarketOp::None => {}
+            MarketOp::RegisterModel(model) => {
+                market.models.insert(model.hash, model);
+            }
+            MarketOp::RegisterProvider(address, provider) => {
+                market.providers.insert(address, provider);
+            }
+            MarketOp::Pause(address, paused) => {
+                if let Some(p) = market.providers.get_mut(&address) {
+                    p.paused = paused;
+                }
+            }
+            MarketOp::Deregister(address) => {
+                market.providers.remove(&address);
+            }
+            MarketOp::Post(mut job) => {
+                // The escrow was taken from the owner's balance with the fee (its `cost`).
+                market.escrow = market
+                    .escrow
+                    .checked_add(job.escrow)
+                    .expect("escrow is bounded by the supply");
+                job.queue_seq = market.next_seq;
+                market.next_seq += 1;
+                market.queue.insert(job.queue_seq, job.id);
+                market.deadlines.insert((job.deadline, job.id));
+                if let Some(m) = market.models.get_mut(&job.model) {
+                    m.queued_jobs += 1;
+                }
+                events.push(Event::JobPosted { job: job.id });
+                market.jobs.insert(job.id, *job);
+            }
+            MarketOp::Commit(id, commitment, deadline) => {
+                if let Some(job) = market.jobs.get_mut(&id) {
+                    market.deadlines.remove(&(job.deadline, id));
+                    job.phase = Phase::Committed;
+                    job.commitment = Some(commitment);
+                    job.committed_at = self.height;
+                    job.deadline = deadline;
+                    market.deadlines.insert((deadline, id));
+                    events.push(Event::JobCommitted { job: id });
+                }
+            }
+            MarketOp::Reveal(next) => {
+                let id = next.id;
+                if let Some(job) = market.jobs.get_mut(&id) {
+                    market.deadlines.remove(&(job.deadline, id));
+                    market.settlements.insert((next.settle_at, id));
+                    if let Some(p) = next.provider.and_then(|a| market.providers.get_mut(&a)) {
+                        p.active_jobs -= 1;
+                        p.unsettled_jobs += 1;
+                    }
+                    if let Some(m) = market.models.get_mut(&next.model) {
+                        m.active_jobs -= 1;
+                    }
+                    *job = *next;
+                    events.push(Event::JobRevealed { job: id });
+                }
+            }
+        }
+    }
+
+    /// Credit `amount` to `address`'s balance, recording the account's pre-image in `undo`.
+    fn credit(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        address: Address,
+        amount: Amount,
+    ) -> Result<(), LedgerError> {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        undo.entry(address)
+            .or_insert_with(|| self.accounts.get(&address).cloned());
+        let account = self.accounts.entry(address).or_default();
+        account.balance = account
+            .balance
+            .checked_add(amount)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        Ok(())
+    }
+
+    fn release_escrow(&mut self, amount: Amount) -> Result<(), LedgerError> {
+        self.market.escrow = self
+            .market
+            .escrow
+            .checked_sub(amount)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        Ok(())
+    }
+
+    /// Deadlines, settlements, assignment and pricing, after the block's transactions.
+    pub(crate) fn end_block(
+        &mut self,
+        seed: &Digest,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), LedgerError> {
+        let h = self.height;
+        // 1. Deadlines that have passed.
+        while let Some(&(deadline, id)) = self.market.deadlines.first() {
+            if deadline > h {
+                break;
+            }
+            self.market.deadlines.pop_first();
+            let Some(job) = self.market.jobs.get(&id).cloned() else {
+                continue;
+            };
+            match job.phase {
+                Phase::Queued => {
+                    self.market.queue.remove(&job.queue_seq);
+                    if let Some(m) = self.market.models.get_mut(&job.model) {
+                        m.queued_jobs -= 1;
+                    }
+                    self.refund(
+                        undo,
+                        events,
+                        job,
+                        "no provider could take the job before the queue timeout",
+                    )?;
+                }
+                Phase::Assigned | Phase::Committed => self.miss(undo, events, job)?,
+                Phase::Revealed => {}
+            }
+        }
+        // 2. Settlements that are due.
+        while let Some(&(at, id)) = self.market.settlements.first() {
+            if at > h {
+                break;
+            }
+            self.market.settlements.pop_first();
+            if let Some(job) = self.market.jobs.remove(&id) {
+                self.settle(undo, events, job)?;
+            }
+        }
+        // 3. Assignment, oldest queued job first.
+        let queued: Vec<(u64, JobId)> = self.market.queue.iter().map(|(s, j)| (*s, *j)).collect();
+        for (seq, id) in queued {
+            let Some(job) = self.market.jobs.get(&id) else {
+                continue;
+            };
+            let Some((provider, unit_price)) = self.pick_provider(job, seed) else {
+                continue;
+            };
+            self.market.queue.remove(&seq);
+            let deadline = h
+                .get()
+                .checked_add(self.params.commit_timeout)
+                .map(Height::new)
+                .ok_or(LedgerError::HeightOverflow)?;
+            let job = self.market.jobs.get_mut(&id).expect("queued job exists");
+            self.market.deadlines.remove(&(job.deadline, id));
+            job.phase = Phase::Assigned;
+            job.provider = Some(provider);
+            job.unit_price = unit_price;
+            job.assigned_at = h;
+            job.deadline = deadline;
+            job.attempts += 1;
+            self.market.deadlines.insert((deadline, id));
+            if let Some(m) = self.market.models.get_mut(&job.model) {
+                m.queued_jobs -= 1;
+                m.active_jobs += 1;
+            }
+            if let Some(p) = self.market.providers.get_mut(&provider) {
+                p.active_jobs += 1;
+            }
+            events.push(Event::JobAssigned {
+                job: id,
+                provider,
+                unit_price,
+            });
+        }
+        // 4. Prices follow utilization. Demand is the jobs in flight plus the queued jobs
+        //    that can still afford the base price (a priced-out job is not demand at this
+        //    price, as an under-priced transaction is not in EIP-1559).
+        let mut affordable: BTreeMap<Digest, u64> = BTreeMap::new();
+        for id in self.market.queue.values() {
+            if let Some(job) = self.market.jobs.get(id)
+                && let Some(m) = self.market.models.get(&job.model)
+                && job.max_unit_price >= m.base_price
+            {
+                *affordable.entry(job.model).or_default() += 1;
+            }
+        }
+        let hashes: Vec<Digest> = self.market.models.keys().copied().collect();
+        for hash in hashes {
+            let capacity = self.model_capacity(&hash);
+            let m = &self.market.models[&hash];
+            let demand =
+                u64::from(m.active_jobs) + affordable.get(&hash).copied().unwrap_or_default();
+            let next = next_base_price(
+                m.base_price,
+                m.min_price,
+                demand,
+                capacity,
+                self.params.target_utilization_bps,
+                self.params.price_step_divisor,
+            );
+            self.market
+                .models
+                .get_mut(&hash)
+                .expect("model listed above")
+                .base_price = next;
+        }
+        Ok(())
+    }
+
+    /// The provider for `job`: among eligible providers (serving the model, not paused,
+    /// enough stake, spare capacity, floor within the job's maximum, not tried before),
+    /// restricted to the job's region when any eligible provider is there, drawn with
+    /// probability proportional to stake × reputation using `seed`.
+    fn pick_provider(&self, job: &Job, seed: &Digest) -> Option<(Address, Amount)> {
+        let model = self.market.models.get(&job.model)?;
+        if model.base_price > job.max_unit_price {
+            return None;
+        }
+        let eligible: Vec<(&Address, &Provider, Amount)> = self
+            .market
+            .providers
+            .iter()
+            .filter(|(address, p)| {
+                !p.paused
+                    && p.active_jobs < p.capacity
+                    && p.price_floor <= job.max_unit_price
+                    && p.models.contains(&job.model)
+                    && !job.tried.contains(address)
+            })
+            .filter_map(|(address, p)| {
+                let stake = self.account_ref(address).stake;
+                if stake < self.params.min_provider_stake {
+                    return None;
+                }
+                // <= stake, so the sum of weights stays within the supply.
+                let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
+                (!weight.is_zero()).then_some((address, p, weight))
+            })
+            .collect();
+        let in_region =
+            !job.region.is_empty() && eligible.iter().any(|(_, p, _)| p.region == job.region);
+        let candidates: Vec<_> = eligible
+            .into_iter()
+            .filter(|(_, p, _)| !in_region || p.region == job.region)
+            .collect();
+        let total = Amount::checked_sum(candidates.iter().map(|(_, _, w)| *w))?;
+        if total.is_zero() {
+            return None;
+        }
+        let draw = sha256(&[
+            ASSIGN_NAMESPACE,
+            seed.as_ref(),
+            job.id.as_bytes(),
+            &job.attempts.to_be_bytes(),
+        ]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&draw.as_ref()[..16]);
+        let mut point = u128::from_be_bytes(bytes) % total.get();
+        for (address, p, weight) in candidates {
+            if point < weight.get() {
+                return Some((*address, model.base_price.max(p.price_floor)));
+            }
+            point -= weight.get();
+        }
+        None
+    }
+
+    fn refund(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        job: Job,
+        reason: &str,
+    ) -> Result<(), LedgerError> {
+        self.market.jobs.remove(&job.id);
+        self.release_escrow(job.escrow)?;
+        self.credit(undo, job.owner, job.escrow)?;
+        events.push(Event::JobRefunded {
+            amount: job.escrow,
+            reason: reason.to_string(),
+            job: Box::new(job),
+        });
+        Ok(())
+    }
+
+    /// The assigned provider missed its commit or reveal deadline: penalise it, then offer
+    /// the job to another provider, or refund it after `max_job_attempts`.
+    fn miss(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        mut job: Job,
+    ) -> Result<(), LedgerError> {
+        let Some(provider) = job.provider else {
+            return Ok(());
+        };
+        undo.entry(provider)
+            .or_insert_with(|| self.accounts.get(&provider).cloned());
+        let account = self.accounts.entry(provider).or_default();
+        let penalty = account.stake.min(self.params.miss_penalty);
+        account.stake = account
+            .stake
+            .checked_sub(penalty)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        self.treasury = self
+            .treasury
+            .checked_add(penalty)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        if let Some(p) = self.market.providers.get_mut(&provider) {
+            p.active_jobs -= 1;
+            p.reputation = (p.reputation / 2).max(MIN_REPUTATION);
+        }
+        if let Some(m) = self.market.models.get_mut(&job.model) {
+            m.active_jobs -= 1;
+        }
+        events.push(Event::ProviderPenalised {
+            provider,
+            job: job.id,
+            amount: penalty,
+        });
+        job.tried.push(provider);
+        job.provider = None;
+        job.unit_price = Amount::ZERO;
+        job.commitment = None;
+        if job.attempts >= self.params.max_job_attempts {
+            return self.refund(
+                undo,
+                events,
+                job,
+                "every provider it was assigned to missed its deadline",
+            );
+        }
+        job.phase = Phase::Queued;
+        job.deadline = self
+            .height
+            .get()
+            .checked_add(self.params.queue_timeout)
+            .map(Height::new)
+            .ok_or(LedgerError::HeightOverflow)?;
+        job.queue_seq = self.market.next_seq;
+        self.market.next_seq += 1;
+        self.market.queue.insert(job.queue_seq, job.id);
+        self.market.deadlines.insert((job.deadline, job.id));
+        if let Some(m) = self.market.models.get_mut(&job.model) {
+            m.queued_jobs += 1;
+        }
+        self.market.jobs.insert(job.id, job);
+        Ok(())
+    }
+
+    /// Pay the provider `price - fee`, the treasury `fee`, refund the rest of the escrow.
+    fn settle(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        job: Job,
+    ) -> Result<(), LedgerError> {
+        let provider = job.provider.ok_or(LedgerError::HoldingsOverflow)?;
+        let payment = job.price().ok_or(LedgerError::HoldingsOverflow)?;
+        let refund = job
+            .escrow
+            .checked_sub(payment)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        let fee = payment
+            .mul_div(u128::from(self.params.protocol_fee_bps), 10_000)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        let earned = payment
+            .checked_sub(fee)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        self.release_escrow(job.escrow)?;
+        self.credit(undo, provider, earned)?;
+        self.credit(undo, job.owner, refund)?;
+        self.treasury = self
+            .treasury
+            .checked_add(fee)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        if let Some(p) = self.market.providers.get_mut(&provider) {
+            p.unsettled_jobs -= 1;
+            p.reputation = (p.reputation + REPUTATION_GAIN).min(MAX_REPUTATION);
+        }
+        events.push(Event::JobSettled {
+            job: Box::new(job),
+            payment,
+            fee,
+            refund,
+        });
+        Ok(())
+    }
+
+    pub(crate) fn register_genesis_model(
+        &mut self,
+        m: &crate::GenesisModel,
+    ) -> Result<(), LedgerError> {
+        match self.check_register_model(m.hash, &m.name, m.kind, m.unit, m.min_price) {
+            Ok(op) => {
+                self.apply_market_op(op, &mut Vec::new());
+                Ok(())
+            }
+            Err(e) => Err(LedgerError::BadGenesisModel {
+                name: m.name.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Escrow recorded per job equals the escrow total; counters match the jobs.
+    pub(crate) fn check_market(&self) -> Result<(), LedgerError> {
+        let sum = Amount::checked_sum(self.market.jobs.values().map(|j| j.escrow))
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        if sum != self.market.escrow {
+            return Err(LedgerError::EscrowMismatch {
+                jobs: sum,
+                total: self.market.escrow,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The next base price: EIP-1559-like. With `demand` jobs (active + queued) against
+/// `capacity` slots and a target utilization `target_bps`, the price moves by
+/// `price * |demand - target| / (target * divisor)`, at most `price / divisor` per block;
+/// it rises by at least 1 when over target and never falls below `min_price`. With no
+/// capacity at all the price holds while jobs wait (a higher price cannot clear demand that
+/// no provider can serve; it would only price out the waiting jobs) and falls when idle.
+pub fn next_base_price(
+    price: Amount,
+    min_price: Amount,
+    demand: u64,
+    capacity: u64,
+    target_bps: u64,
+    divisor: u64,
+) -> Amount {
+    let target = u128::from(capacity) * u128::from(target_bps);
+    let load = u128::from(demand) * 10_000;
+    let max_step = price.get() / u128::from(divisor.max(1));
+    if target == 0 {
+        let next = if demand == 0 {
+            price.get().saturating_sub(max_step)
+        } else {
+            price.get()
+        };
+        return Amount::new(next).max(min_price);
+    }
+    let step = |gap: u128| -> u128 {
+        price
+            .mul_div(gap, target.saturating_mul(u128::from(divisor.max(1))))
+            .map_or(max_step, |a| a.get().min(max_step))
+    };
+    let next = if load > target {
+        price.get().saturating_add(step(load - target).max(1))
+    } else if load < target {
+        price.get().saturating_sub(step(target - load))
+    } else {
+        price.get()
+    };
+    Amount::new(next).max(min_price)
+}

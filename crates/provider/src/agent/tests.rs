@@ -1,0 +1,729 @@
+//! The agent against a mock node: a few hundred lines of in-memory chain that serves the RPC
+//! routes the agent uses, makes a block every [`BLOCK`], and checks commits and reveals the
+//! way the ledger does (assignment, phase, `committed_at < height`, commitment, units,
+//! receipt signature). Models are the fakes of [`crate::runner::fakes`].
+
+use super::{Provider, ProviderConfig};
+use crate::runner::fakes;
+use crate::store::tests::TempDir;
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use plexus_client::JobView;
+use plexus_types::{
+    Action, Address, Amount, Height, JobId, PrivateKey, Receipt, SignedTransaction, Signer,
+    commitment, digest_hex, key_from_seed, parse_digest, sha256,
+};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BLOCK: Duration = Duration::from_millis(20);
+const COMMIT_TIMEOUT: u64 = 10;
+const MIN_STAKE: u128 = 1_000;
+
+#[derive(Default)]
+struct Chain {
+    height: u64,
+    /// address -> (nonce, balance, stake)
+    accounts: BTreeMap<Address, (u64, u128, u128)>,
+    mempool: Vec<SignedTransaction>,
+    statuses: BTreeMap<String, Value>,
+    providers: BTreeMap<Address, Value>,
+    jobs: BTreeMap<JobId, JobView>,
+    finished: BTreeMap<JobId, JobView>,
+    blobs: BTreeMap<String, Vec<u8>>,
+    /// Refuse to admit this kind of action ("commit_result", "reveal_result").
+    refuse: Option<&'static str>,
+    /// Every transaction applied, as `kind job`.
+    applied: Vec<String>,
+    /// Finalized heights, for `GET /events/blocks`.
+    events: Option<tokio::sync::broadcast::Sender<u64>>,
+}
+
+type Mock = Arc<Mutex<Chain>>;
+
+fn api_error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "code": code, "message": message.into() } });
+    (status, Json(body)).into_response()
+}
+
+impl Chain {
+    fn account(&self, a: &Address) -> (u64, u128, u128) {
+        self.accounts.get(a).copied().unwrap_or((0, 0, 0))
+    }
+
+    fn queued(&self, a: &Address) -> u64 {
+        self.mempool.iter().filter(|t| t.tx.signer == *a).count() as u64
+    }
+
+    /// Execute the mempool as the next block.
+    fn block(&mut self) {
+        self.height += 1;
+        let h = self.height;
+        for stx in std::mem::take(&mut self.mempool) {
+            let hash = digest_hex(&stx.hash());
+            let result = self.apply(&stx, h);
+            let status = match result {
+                Ok(()) => {
+                    self.accounts.get_mut(&stx.tx.signer).unwrap().0 += 1;
+                    json!({"status": "finalized", "height": h, "success": true})
+                }
+                Err(e) => json!({"status": "finalized", "height": h, "success": false, "error": e}),
+            };
+            self.statuses.insert(hash, status);
+        }
+        if let Some(events) = &self.events {
+            let _ = events.send(h);
+        }
+        // Missed commit deadlines (the agent under test should never miss one).
+        for job in self.jobs.values_mut() {
+            if job.status == "assigned" && job.deadline.get() <= h {
+                job.status = "missed".into();
+            }
+        }
+    }
+
+    fn apply(&mut self, stx: &SignedTransaction, h: u64) -> Result<(), String> {
+        let signer = stx.tx.signer;
+        let (nonce, balance, stake) = self.account(&signer);
+        if stx.tx.nonce.get() != nonce {
+            return Err("nonce".into());
+        }
+        self.accounts.entry(signer).or_insert((0, balance, stake));
+        match &stx.tx.action {
+            Action::Bond { amount } => {
+                let a = self.accounts.get_mut(&signer).unwrap();
+                a.1 = a.1.checked_sub(amount.get()).ok_or("insufficient funds")?;
+                a.2 += amount.get();
+            }
+            Action::RegisterProvider {
+                models,
+                capacity,
+                region,
+                price_floor,
+                endpoint,
+            } => {
+                if stake < MIN_STAKE {
+                    return Err("stake too low".into());
+                }
+                self.providers.insert(
+                    signer,
+                    json!({
+                        "address": signer,
+                        "models": models.iter().map(digest_hex).collect::<Vec<_>>(),
+                        "capacity": capacity,
+                        "region": region,
+                        "price_floor": price_floor,
+                        "endpoint": endpoint,
+                        "paused": false,
+                    }),
+                );
+            }
+            Action::CommitResult { job, commitment } => {
+                let j = self.jobs.get_mut(job).ok_or("unknown job")?;
+                if j.provider != Some(signer) || j.status != "assigned" {
+                    return Err(format!("wrong phase {}", j.status));
+                }
+                j.status = "committed".into();
+                j.commitment = Some(digest_hex(commitment));
+                j.committed_at = Height::new(h);
+                j.deadline = Height::new(h + COMMIT_TIMEOUT);
+            }
+            Action::RevealResult {
+                job,
+                output_hash,
+                output_size,
+                salt,
+                units,
+                receipt_signature,
+            } => {
+                let j = self.jobs.get_mut(job).ok_or("unknown job")?;
+                if j.provider != Some(signer) || j.status != "committed" {
+                    return Err(format!("wrong phase {}", j.status));
+                }
+                if j.committed_at.get() >= h {
+                    return Err("reveal too early".into());
+                }
+                if j.commitment != Some(digest_hex(&commitment(job, output_hash, salt))) {
+                    return Err("commitment mismatch".into());
+                }
+                if *units == 0 || *units > j.max_units || *output_size == 0 {
+                    return Err("invalid units or size".into());
+                }
+                let receipt = Receipt {
+                    chain_id: "mock".into(),
+                    job: *job,
+                    model: parse_digest(&j.model).unwrap(),
+                    input_hash: parse_digest(&j.input_hash).unwrap(),
+                    output_hash: *output_hash,
+                    output_size: *output_size,
+                    units: *units,
+                    unit_price: j.unit_price,
+                    provider: signer,
+                };
+                if !receipt.verify(receipt_signature) {
+                    return Err("invalid receipt".into());
+                }
+                j.status = "revealed".into();
+                j.output_hash = Some(digest_hex(output_hash));
+                j.output_size = *output_size;
+                j.salt = Some(digest_hex(salt));
+                j.units = *units;
+                j.revealed_at = Height::new(h);
+            }
+            other => return Err(format!("the mock does not do {}", other.kind())),
+        }
+        let what = match &stx.tx.action {
+            Action::CommitResult { job, .. } | Action::RevealResult { job, .. } => {
+                format!("{} {job}", stx.tx.action.kind())
+            }
+            a => a.kind().to_string(),
+        };
+        self.applied.push(what);
+        Ok(())
+    }
+
+    /// A job assigned to `provider` at the current height; `upload` stores its input.
+    fn assign(
+        &mut self,
+        n: u8,
+        model: &[u8],
+        input: &[u8],
+        max_units: u32,
+        provider: Address,
+        upload: bool,
+    ) -> JobId {
+        let id = JobId::from_bytes([n; 32]);
+        let input_hash = digest_hex(&sha256(&[input]));
+        if upload {
+            self.blobs.insert(input_hash.clone(), input.to_vec());
+        }
+        let h = Height::new(self.height);
+        let view = JobView {
+            id,
+            owner: Address::from_bytes([9; 32]),
+            model: digest_hex(&sha256(&[model])),
+            input_hash,
+            input_size: input.len() as u32,
+            max_units,
+            max_unit_price: Amount::new(10),
+            region: String::new(),
+            escrow: Amount::new(10 * u128::from(max_units)),
+            posted_at: h,
+            attempts: 1,
+            tried: vec![provider],
+            status: "assigned".into(),
+            provider: Some(provider),
+            unit_price: Amount::new(5),
+            assigned_at: h,
+            deadline: Height::new(self.height + COMMIT_TIMEOUT),
+            commitment: None,
+            committed_at: Height::new(0),
+            output_hash: None,
+            output_size: 0,
+            salt: None,
+            units: 0,
+            receipt_signature: None,
+            revealed_at: Height::new(0),
+            settle_at: Height::new(0),
+            settlement: None,
+            refund: None,
+        };
+        self.jobs.insert(id, view);
+        id
+    }
+
+    /// Settle every revealed job: it leaves the state.
+    fn settle_revealed(&mut self) {
+        let revealed: Vec<JobId> = self
+            .jobs
+            .values()
+            .filter(|j| j.status == "revealed")
+            .map(|j| j.id)
+            .collect();
+        for id in revealed {
+            let mut job = self.jobs.remove(&id).unwrap();
+            job.status = "settled".into();
+            self.finished.insert(id, job);
+        }
+    }
+}
+
+fn node_app(mock: Mock) -> Router {
+    Router::new()
+        .route("/status", get(status))
+        .route("/accounts/{address}", get(account))
+        .route("/tx", axum::routing::post(submit))
+        .route("/tx/{hash}", get(tx_status))
+        .route("/models", get(models))
+        .route("/providers/{address}", get(provider))
+        .route("/providers/{address}/jobs", get(provider_jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/blobs", axum::routing::post(put_blob))
+        .route("/blobs/{hash}", get(get_blob))
+        .route("/events/blocks", get(events))
+        .with_state(mock)
+}
+
+async fn events(State(mock): State<Mock>) -> Response {
+    use axum::response::sse::{Event, Sse};
+    let Some(sender) = mock.lock().unwrap().events.clone() else {
+        return api_error(StatusCode::NOT_FOUND, "not_found", "no events");
+    };
+    let stream = futures::stream::unfold(sender.subscribe(), |mut receiver| async move {
+        loop {
+            match receiver.recv().await {
+                Ok(h) => {
+                    let event = Event::default()
+                        .event("block")
+                        .data(json!({ "height": h, "txs": 0 }).to_string());
+                    return Some((Ok::<_, std::convert::Infallible>(event), receiver));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Sse::new(stream).into_response()
+}
+
+async fn status(State(mock): State<Mock>) -> Json<Value> {
+    let chain = mock.lock().unwrap();
+    Json(json!({
+        "chain_id": "mock",
+        "genesis": "00",
+        "finalized_height": chain.height,
+        "head": "00",
+        "state_root": "00",
+        "supply": "0",
+        "holdings": "0",
+        "treasury": "0",
+        "mempool": chain.mempool.len(),
+        "min_fee": "1",
+        "params": {
+            "min_provider_stake": MIN_STAKE.to_string(),
+            "commit_timeout": COMMIT_TIMEOUT,
+            "max_payload_size": 1 << 20,
+        },
+    }))
+}
+
+async fn account(State(mock): State<Mock>, Path(a): Path<String>) -> Json<Value> {
+    let chain = mock.lock().unwrap();
+    let address: Address = a.parse().unwrap();
+    let (nonce, balance, stake) = chain.account(&address);
+    Json(json!({
+        "address": address,
+        "balance": balance.to_string(),
+        "nonce": nonce,
+        "next_nonce": nonce + chain.queued(&address),
+        "stake": stake.to_string(),
+        "unbonding": [],
+        "height": chain.height,
+    }))
+}
+
+async fn submit(State(mock): State<Mock>, Json(body): Json<Value>) -> Response {
+    let bytes = hex::decode(body["tx"].as_str().unwrap()).unwrap();
+    let stx = SignedTransaction::decode_bounded(&bytes).unwrap();
+    assert!(stx.verify_signature());
+    assert_eq!(stx.tx.chain_id, "mock");
+    let mut chain = mock.lock().unwrap();
+    let kind = stx.tx.action.kind();
+    if chain.refuse == Some(kind) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "refused",
+            format!("the test refuses {kind}"),
+        );
+    }
+    let expected = chain.account(&stx.tx.signer).0 + chain.queued(&stx.tx.signer);
+    if stx.tx.nonce.get() != expected {
+        let code = if stx.tx.nonce.get() < expected {
+            "stale_nonce"
+        } else {
+            "nonce_gap"
+        };
+        return api_error(StatusCode::BAD_REQUEST, code, "wrong nonce");
+    }
+    let hash = digest_hex(&stx.hash());
+    chain
+        .statuses
+        .insert(hash.clone(), json!({"status": "pending"}));
+    chain.mempool.push(stx);
+    (
+        StatusCode::ACCEPTED,
+        Json(json!({"hash": hash, "status": "pending"})),
+    )
+        .into_response()
+}
+
+async fn tx_status(State(mock): State<Mock>, Path(hash): Path<String>) -> Response {
+    match mock.lock().unwrap().statuses.get(&hash) {
+        Some(s) => Json(s.clone()).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "unknown_tx", "no such tx"),
+    }
+}
+
+async fn models() -> Json<Value> {
+    Json(json!({"models": [
+        {"hash": digest_hex(&sha256(&[b"embed"])), "name": "embed", "kind": "embedding"},
+        {"hash": digest_hex(&sha256(&[b"chat"])), "name": "chat", "kind": "chat"},
+    ]}))
+}
+
+async fn provider(State(mock): State<Mock>, Path(a): Path<String>) -> Response {
+    let address: Address = a.parse().unwrap();
+    match mock.lock().unwrap().providers.get(&address) {
+        Some(p) => Json(p.clone()).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "unknown_provider", "not registered"),
+    }
+}
+
+async fn provider_jobs(State(mock): State<Mock>, Path(a): Path<String>) -> Json<Value> {
+    let address: Address = a.parse().unwrap();
+    let chain = mock.lock().unwrap();
+    let jobs: Vec<&JobView> = chain
+        .jobs
+        .values()
+        .filter(|j| j.provider == Some(address) && j.status != "missed")
+        .collect();
+    Json(json!({"height": chain.height, "jobs": jobs}))
+}
+
+async fn job(State(mock): State<Mock>, Path(id): Path<String>) -> Response {
+    let id: JobId = id.parse().unwrap();
+    let chain = mock.lock().unwrap();
+    match chain.jobs.get(&id).or_else(|| chain.finished.get(&id)) {
+        Some(j) => Json(j.clone()).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "unknown_job", "no such job"),
+    }
+}
+
+async fn put_blob(State(mock): State<Mock>, body: Bytes) -> Response {
+    let hash = digest_hex(&sha256(&[&body]));
+    mock.lock()
+        .unwrap()
+        .blobs
+        .insert(hash.clone(), body.to_vec());
+    (
+        StatusCode::CREATED,
+        Json(json!({"hash": hash, "size": body.len()})),
+    )
+        .into_response()
+}
+
+async fn get_blob(State(mock): State<Mock>, Path(hash): Path<String>) -> Response {
+    match mock.lock().unwrap().blobs.get(&hash) {
+        Some(b) => b.clone().into_response(),
+        None => api_error(StatusCode::NOT_FOUND, "unknown_blob", "no such blob"),
+    }
+}
+
+/// A running mock node; stops on drop.
+struct Node {
+    mock: Mock,
+    url: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(|t| t.abort());
+    }
+}
+
+/// A mock node; with `events`, it also serves block events (else the agent polls).
+async fn node(funded: Address, events: bool) -> Node {
+    let mut chain = Chain::default();
+    if events {
+        chain.events = Some(tokio::sync::broadcast::channel(64).0);
+    }
+    chain.accounts.insert(funded, (0, 1_000_000, 0));
+    let mock = Arc::new(Mutex::new(chain));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = node_app(mock.clone());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let blocks = {
+        let mock = mock.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(BLOCK).await;
+                mock.lock().unwrap().block();
+            }
+        })
+    };
+    Node {
+        mock,
+        url,
+        tasks: vec![server, blocks],
+    }
+}
+
+fn config(node: &Node, key: &PrivateKey, data_dir: &std::path::Path) -> ProviderConfig {
+    ProviderConfig {
+        rpc: node.url.clone(),
+        key: key.clone(),
+        models: Vec::new(),
+        models_dir: None,
+        stake: None,
+        region: "eu".into(),
+        capacity: 8,
+        price_floor: Amount::new(1),
+        data_dir: data_dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        endpoint: None,
+    }
+}
+
+/// Run `provider` in the background; the returned sender stops it.
+fn spawn(
+    provider: Provider,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<crate::Result<()>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(provider.run(async move {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_jobs_end_to_end() {
+    let key = key_from_seed(11);
+    let me = Address::from(&key.public_key());
+    let node = node(me, true).await;
+    let dir = TempDir::new("agent-e2e");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(calls.clone(), 0.0),
+    )
+    .await
+    .unwrap();
+    let addr = provider.local_addr();
+    assert_eq!(provider.endpoint(), format!("http://{addr}"));
+    {
+        let chain = node.mock.lock().unwrap();
+        assert_eq!(
+            chain.account(&me).2,
+            MIN_STAKE,
+            "bonded the chain's minimum"
+        );
+        assert_eq!(chain.providers[&me]["endpoint"], format!("http://{addr}"));
+        assert_eq!(chain.applied, vec!["bond", "register_provider"]);
+    }
+    // Starting again finds the stake and the declaration in place: no transaction.
+    drop(provider);
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(calls.clone(), 0.0),
+    )
+    .await
+    .unwrap();
+    let addr = provider.local_addr();
+    let endpoint_changed = node.mock.lock().unwrap().applied.len();
+    // The port differs, so the endpoint was updated (one more registration), nothing else.
+    assert_eq!(endpoint_changed, 3);
+
+    let (e1, e2, e3, chat, bad, missing) = {
+        let mut chain = node.mock.lock().unwrap();
+        (
+            chain.assign(1, b"embed", br#"{"texts":["a b","c"]}"#, 100, me, true),
+            chain.assign(2, b"embed", br#"{"texts":["d e f"]}"#, 100, me, true),
+            chain.assign(3, b"embed", br#"{"texts":["g"]}"#, 100, me, true),
+            chain.assign(
+                4,
+                b"chat",
+                br#"{"messages":[{"role":"user","content":"hello"}],"max_tokens":3}"#,
+                10,
+                me,
+                true,
+            ),
+            chain.assign(5, b"embed", b"not json", 100, me, true),
+            chain.assign(6, b"embed", br#"{"texts":["x"]}"#, 100, me, false),
+        )
+    };
+    let (stop, task) = spawn(provider);
+    let all = [e1, e2, e3, chat, bad, missing];
+    until("every job revealed", || {
+        let chain = node.mock.lock().unwrap();
+        all.iter().all(|id| chain.jobs[id].status == "revealed")
+    })
+    .await;
+    // The three embedding jobs that were waiting together ran in one call.
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let (views, blobs) = {
+        let chain = node.mock.lock().unwrap();
+        (chain.jobs.clone(), chain.blobs.clone())
+    };
+    let http = reqwest::Client::new();
+    let mut outputs = BTreeMap::new();
+    for id in all {
+        let view = &views[&id];
+        let hash = view.output_hash.clone().unwrap();
+        // The node got the output, and the provider serves it too.
+        let on_node = blobs[&hash].clone();
+        let served = http
+            .get(format!("http://{addr}/blobs/{hash}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&served[..], &on_node[..]);
+        assert_eq!(on_node.len() as u32, view.output_size);
+        let output: Value = serde_json::from_slice(&on_node).unwrap();
+        outputs.insert(id, (output, view.units));
+    }
+    assert_eq!(
+        outputs[&e1].0["embeddings"],
+        json!([[0.0, 2.0], [1.0, 1.0]])
+    );
+    assert_eq!(outputs[&e1].1, 4 + 3);
+    assert_eq!(outputs[&e2].0["embeddings"], json!([[2.0, 3.0]]));
+    assert_eq!(outputs[&e3].1, 3);
+    assert_eq!(outputs[&chat].0["text"], "hel");
+    assert_eq!(outputs[&chat].1, 3);
+    assert_eq!(outputs[&bad].0["error"]["code"], "invalid_input");
+    assert_eq!(outputs[&bad].1, 1);
+    assert_eq!(outputs[&missing].0["error"]["code"], "input_unavailable");
+    // Each job committed and revealed exactly once.
+    {
+        let chain = node.mock.lock().unwrap();
+        for id in all {
+            for kind in ["commit_result", "reveal_result"] {
+                let n = chain
+                    .applied
+                    .iter()
+                    .filter(|a| **a == format!("{kind} {id}"))
+                    .count();
+                assert_eq!(n, 1, "{kind} {id}");
+            }
+        }
+        assert!(
+            chain.statuses.values().all(|s| s["success"] != false),
+            "no failed tx"
+        );
+    }
+    let record_file = dir.0.join("jobs").join(format!("{e1}.json"));
+    assert!(record_file.exists());
+
+    // Once settled and gone for a while, the records are deleted.
+    node.mock.lock().unwrap().settle_revealed();
+    until("records pruned", || !record_file.exists()).await;
+    let served = http
+        .get(format!(
+            "http://{addr}/blobs/{}",
+            views[&e1].output_hash.as_ref().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(served.status(), 404);
+
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_commits_and_reveals_the_recorded_result() {
+    let key = key_from_seed(12);
+    let me = Address::from(&key.public_key());
+    let node = node(me, false).await;
+    let dir = TempDir::new("agent-restart");
+
+    // The first run computes and records, but its commit never gets in.
+    let first_calls = Arc::new(AtomicUsize::new(0));
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(first_calls.clone(), 0.0),
+    )
+    .await
+    .unwrap();
+    let job = {
+        let mut chain = node.mock.lock().unwrap();
+        chain.refuse = Some("commit_result");
+        chain.assign(1, b"embed", br#"{"texts":["a b"]}"#, 100, me, true)
+    };
+    let (stop, task) = spawn(provider);
+    let record_file = dir.0.join("jobs").join(format!("{job}.json"));
+    until("the result recorded", || record_file.exists()).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let record: crate::store::Record =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
+    assert_eq!(first_calls.load(Ordering::SeqCst), 1);
+    assert_eq!(node.mock.lock().unwrap().jobs[&job].status, "assigned");
+
+    // The second run has a model that would answer differently; it must not run the job
+    // again, but commit and reveal what the first run recorded.
+    node.mock.lock().unwrap().refuse = None;
+    let second_calls = Arc::new(AtomicUsize::new(0));
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(second_calls.clone(), 0.5),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = spawn(provider);
+    until("revealed", || {
+        node.mock.lock().unwrap().jobs[&job].status == "revealed"
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(second_calls.load(Ordering::SeqCst), 0);
+    let chain = node.mock.lock().unwrap();
+    let view = &chain.jobs[&job];
+    assert_eq!(view.output_hash, Some(digest_hex(&record.output_hash)));
+    assert_eq!(view.salt, Some(digest_hex(&record.salt)));
+    assert_eq!(view.units, record.units);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_feed_follows_block_events_and_reports_when_they_are_missing() {
+    let me = Address::from_bytes([1; 32]);
+    let node = node(me, true).await;
+    let mut feed = super::feed::spawn(&node.url);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while *feed.heights.borrow_and_update() < 3 {
+            feed.heights.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("block events arrive");
+    assert!(feed.is_live());
+
+    let silent = self::node(me, false).await;
+    let feed = super::feed::spawn(&silent.url);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!feed.is_live());
+    assert_eq!(*feed.heights.borrow(), 0);
+}

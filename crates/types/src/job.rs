@@ -1,0 +1,343 @@
+//! Jobs, models and receipts: the identifiers and signed statements of paid AI work.
+//!
+//! - A [`JobId`] is `sha256("_PLEXUS_JOB_ID_V1" || poster address || poster nonce)`: the
+//!   poster knows it before the job is even submitted, and no two jobs can share one (a nonce
+//!   is used once per account).
+//! - A provider first commits to its result with [`commitment`] (which hides the output until
+//!   the reveal), then reveals the output hash and salt.
+//! - A [`Receipt`] is the provider's ed25519 signature, under [`RECEIPT_NAMESPACE`], over the
+//!   canonical encoding of what it delivered and at what price; it travels in the reveal
+//!   transaction, so the chain checks it, and anyone can check it again later from the
+//!   receipt alone.
+
+use crate::{Address, Amount, Digest, Error, PrivateKey, Signature, parse_hex32, sha256};
+use bytes::BufMut;
+use commonware_codec::{
+    Buf, Encode, EncodeSize, Error as CodecError, FixedSize, RangeCfg, Read, ReadExt, Write,
+};
+use commonware_cryptography::{Signer, Verifier};
+use std::fmt;
+
+/// Namespace of receipt signatures (domain separation from transactions and votes).
+pub const RECEIPT_NAMESPACE: &[u8] = b"_PLEXUS_RECEIPT_V1";
+const JOB_ID_NAMESPACE: &[u8] = b"_PLEXUS_JOB_ID_V1";
+const COMMIT_NAMESPACE: &[u8] = b"_PLEXUS_COMMIT_V1";
+
+/// The id of a job.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId([u8; 32]);
+
+impl JobId {
+    /// The id of the job posted by `poster` in its transaction with nonce `nonce`.
+    pub fn new(poster: &Address, nonce: crate::Nonce) -> Self {
+        let digest = sha256(&[
+            JOB_ID_NAMESPACE,
+            poster.as_bytes(),
+            &nonce.get().to_be_bytes(),
+        ]);
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Self(bytes)
+    }
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({})", hex::encode(&self.0[..6]))
+    }
+}
+
+impl std::str::FromStr for JobId {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        parse_hex32(s, "job id").map(Self)
+    }
+}
+
+impl serde::Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for JobId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Write for JobId {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.0.write(buf)
+    }
+}
+impl Read for JobId {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self(<[u8; 32]>::read(buf)?))
+    }
+}
+impl FixedSize for JobId {
+    const SIZE: usize = 32;
+}
+
+macro_rules! byte_enum {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $tag:literal => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name { $($(#[$vdoc])* $variant),+ }
+
+        impl $name {
+            pub fn tag(self) -> u8 {
+                match self { $($name::$variant => $tag),+ }
+            }
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        concat!("unknown ", stringify!($name), " {:?}; expected one of: {}"),
+                        s,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl Write for $name {
+            fn write(&self, buf: &mut impl BufMut) {
+                self.tag().write(buf)
+            }
+        }
+        impl Read for $name {
+            type Cfg = ();
+            fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+                match u8::read(buf)? {
+                    $($tag => Ok($name::$variant),)+
+                    tag => Err(CodecError::InvalidEnum(tag)),
+                }
+            }
+        }
+        impl FixedSize for $name {
+            const SIZE: usize = 1;
+        }
+    };
+}
+
+byte_enum!(
+    /// What a model does.
+    ModelKind {
+        /// Text in, one vector per text out.
+        Embedding = 0 => "embedding",
+        /// Messages in, generated text out.
+        Chat = 1 => "chat",
+    }
+);
+
+byte_enum!(
+    /// What a job's price is counted in.
+    WorkUnit {
+        /// Tokens of input (embeddings).
+        InputTokens = 0 => "input_tokens",
+        /// Tokens generated (chat).
+        OutputTokens = 1 => "output_tokens",
+    }
+);
+
+/// `sha256("_PLEXUS_COMMIT_V1" || job || output_hash || salt)`: what a provider commits to
+/// before revealing. The salt keeps a guessable output (a short answer) hidden until the
+/// reveal; the job id stops one commitment being replayed for another job.
+pub fn commitment(job: &JobId, output_hash: &Digest, salt: &Digest) -> Digest {
+    sha256(&[
+        COMMIT_NAMESPACE,
+        job.as_bytes(),
+        output_hash.as_ref(),
+        salt.as_ref(),
+    ])
+}
+
+/// What a provider signs when it reveals a result: the work, the result and the price.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    pub chain_id: String,
+    pub job: JobId,
+    /// Content hash of the model that did the work.
+    #[serde(with = "crate::hex_digest")]
+    pub model: Digest,
+    #[serde(with = "crate::hex_digest")]
+    pub input_hash: Digest,
+    #[serde(with = "crate::hex_digest")]
+    pub output_hash: Digest,
+    pub output_size: u32,
+    /// Units of work done (see the model's [`WorkUnit`]).
+    pub units: u32,
+    /// Price per unit fixed when the job was assigned.
+    pub unit_price: Amount,
+    pub provider: Address,
+}
+
+impl Receipt {
+    /// `units * unit_price`: what the job costs its poster (`None` on overflow).
+    pub fn price(&self) -> Option<Amount> {
+        self.unit_price.checked_mul(u128::from(self.units))
+    }
+
+    pub fn sign(&self, key: &PrivateKey) -> Signature {
+        key.sign(RECEIPT_NAMESPACE, &self.encode())
+    }
+
+    /// Whether `signature` is the provider's signature over this receipt.
+    pub fn verify(&self, signature: &Signature) -> bool {
+        let Ok(key) = self.provider.public_key() else {
+            return false;
+        };
+        key.verify(RECEIPT_NAMESPACE, &self.encode(), signature)
+    }
+}
+
+impl Write for Receipt {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.chain_id.as_bytes().write(buf);
+        self.job.write(buf);
+        self.model.write(buf);
+        self.input_hash.write(buf);
+        self.output_hash.write(buf);
+        self.output_size.write(buf);
+        self.units.write(buf);
+        self.unit_price.write(buf);
+        self.provider.write(buf);
+    }
+}
+
+impl EncodeSize for Receipt {
+    fn encode_size(&self) -> usize {
+        self.chain_id.as_bytes().encode_size() + 32 * 4 + 4 + 4 + 16 + 32
+    }
+}
+
+impl Read for Receipt {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(Self {
+            chain_id: read_string(buf, crate::limits::MAX_CHAIN_ID_LEN, "chain id")?,
+            job: JobId::read(buf)?,
+            model: Digest::read(buf)?,
+            input_hash: Digest::read(buf)?,
+            output_hash: Digest::read(buf)?,
+            output_size: u32::read(buf)?,
+            units: u32::read(buf)?,
+            unit_price: Amount::read(buf)?,
+            provider: Address::read(buf)?,
+        })
+    }
+}
+
+/// Read a length-prefixed UTF-8 string of at most `max` bytes.
+pub(crate) fn read_string(
+    buf: &mut impl Buf,
+    max: usize,
+    what: &'static str,
+) -> Result<String, CodecError> {
+    let bytes = Vec::<u8>::read_cfg(buf, &(RangeCfg::new(0..=max), ()))?;
+    String::from_utf8(bytes).map_err(|_| CodecError::Invalid(what, "not utf-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Nonce, key_from_seed};
+    use commonware_codec::DecodeExt;
+
+    fn receipt(key: &PrivateKey) -> Receipt {
+        Receipt {
+            chain_id: "plexus-test".into(),
+            job: JobId::new(&Address::from_bytes([1; 32]), Nonce::new(3)),
+            model: sha256(&[b"model"]),
+            input_hash: sha256(&[b"input"]),
+            output_hash: sha256(&[b"output"]),
+            output_size: 10,
+            units: 7,
+            unit_price: Amount::new(1000),
+            provider: Address::from(&key.public_key()),
+        }
+    }
+
+    #[test]
+    fn job_ids_differ_by_poster_and_nonce() {
+        let a = Address::from_bytes([1; 32]);
+        let b = Address::from_bytes([2; 32]);
+        assert_ne!(JobId::new(&a, Nonce::new(0)), JobId::new(&a, Nonce::new(1)));
+        assert_ne!(JobId::new(&a, Nonce::new(0)), JobId::new(&b, Nonce::new(0)));
+        let id = JobId::new(&a, Nonce::new(0));
+        assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
+    }
+
+    #[test]
+    fn receipt_roundtrip_and_signature() {
+        let key = key_from_seed(4);
+        let r = receipt(&key);
+        let bytes = r.encode();
+        assert_eq!(bytes.len(), r.encode_size());
+        assert_eq!(Receipt::decode(bytes).unwrap(), r);
+        let sig = r.sign(&key);
+        assert!(r.verify(&sig));
+        let mut tampered = r.clone();
+        tampered.units = 8;
+        assert!(!tampered.verify(&sig));
+        assert_eq!(r.price(), Some(Amount::new(7000)));
+    }
+
+    #[test]
+    fn commitment_binds_every_part() {
+        let job = JobId::from_bytes([1; 32]);
+        let out = sha256(&[b"o"]);
+        let salt = sha256(&[b"s"]);
+        let c = commitment(&job, &out, &salt);
+        assert_ne!(c, commitment(&JobId::from_bytes([2; 32]), &out, &salt));
+        assert_ne!(c, commitment(&job, &sha256(&[b"p"]), &salt));
+        assert_ne!(c, commitment(&job, &out, &sha256(&[b"t"])));
+    }
+
+    #[test]
+    fn enums_parse_and_reject() {
+        assert_eq!("chat".parse::<ModelKind>().unwrap(), ModelKind::Chat);
+        assert!("image".parse::<ModelKind>().is_err());
+        assert!(ModelKind::decode(vec![7u8]).is_err());
+        assert_eq!(
+            "input_tokens".parse::<WorkUnit>().unwrap(),
+            WorkUnit::InputTokens
+        );
+    }
+}
