@@ -293,7 +293,7 @@ async fn run_providers(
             models_dir: None,
             stake: None,
             region: "local".into(),
-            capacity: 256,
+            capacity: 128,
             price_floor: Amount::ZERO,
             data_dir: dir.join(name),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),

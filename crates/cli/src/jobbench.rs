@@ -5,8 +5,11 @@
 //! batches a round's jobs. Chain: every input uploaded first, then every `PostJob` submitted
 //! at once (pipelined nonces); a job is done when its reveal is finalized (its result hash is
 //! on chain and the output can be fetched), observed on the node's block stream.
-//! Throughput = jobs / (last reveal - first submit). Added latency = a job's submit-to-reveal
-//! time minus the direct time of one job, in block intervals.
+//! Throughput: jobs / (last reveal - first submit), which includes filling and draining the
+//! pipeline, and the steady rate between the 10th and 90th percentile completions.
+//! Latency, measured first with one job at a time (no queueing): submit to commit finalized
+//! (the result is fixed on chain) and submit to reveal finalized (its hash is public); added
+//! latency is that minus the direct time of one job, in block intervals.
 
 use anyhow::{Context, Result, anyhow, bail};
 use plexus_client::Client;
@@ -22,8 +25,8 @@ const MODEL: &str = "all-minilm-l6-v2";
 
 #[derive(clap::Args, Debug)]
 pub struct JobBenchArgs {
-    /// Jobs to post (one bench sentence each, cycling through the 256).
-    #[arg(long, default_value_t = 256)]
+    /// Jobs posted at once for the throughput phase (one bench sentence each).
+    #[arg(long, default_value_t = 1024)]
     jobs: usize,
     /// Key that pays (default: $PLEXUS_KEY, else the devnet's first account).
     #[arg(long, env = "PLEXUS_KEY")]
@@ -32,6 +35,9 @@ pub struct JobBenchArgs {
     /// does not price the jobs out.
     #[arg(long, default_value_t = 50)]
     price_factor: u128,
+    /// Jobs posted one at a time, each waited for, to measure latency without queueing.
+    #[arg(long, default_value_t = 20)]
+    latency_jobs: usize,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout: u64,
@@ -89,19 +95,23 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
     let texts: Vec<String> = plexus_inference::bench_sentences()
         .iter()
         .cycle()
-        .take(args.jobs)
+        .take(args.latency_jobs + args.jobs)
         .map(|s| s.to_string())
         .collect();
 
     // Reference: the same texts embedded here, in one call (as a provider batches a round).
     let files = ModelFiles::locate(MODEL, args.models_dir.as_deref())?;
     let embedder = Embedder::load(&files, &plexus_inference::default_device())?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    // The reference embeds exactly the texts of the throughput phase.
+    let refs: Vec<&str> = texts[args.latency_jobs..]
+        .iter()
+        .map(String::as_str)
+        .collect();
     embedder.embed(&refs[..refs.len().min(8)])?; // warm up
     let started = Instant::now();
     embedder.embed(&refs)?;
     let direct_secs = started.elapsed().as_secs_f64();
-    let direct_rate = texts.len() as f64 / direct_secs;
+    let direct_rate = refs.len() as f64 / direct_secs;
     let mut singles = Vec::new();
     for text in refs.iter().take(32) {
         let t = Instant::now();
@@ -114,7 +124,7 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
     if !args.rpc.json {
         eprintln!(
             "direct: {} jobs in {:.2}s = {direct_rate:.0} jobs/s; one job alone {single_ms:.1} ms",
-            texts.len(),
+            refs.len(),
             direct_secs
         );
     }
@@ -156,37 +166,98 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
             embed_max_units(std::slice::from_ref(text)),
         ));
     }
-    let first_nonce = client.account(&signer).await?.next_nonce.get();
     let mut blocks = BlockStream::connect(client.url()).await?;
+    let model_hash = parse_digest(&hash)?;
+    let sign =
+        |nonce: Nonce, (input_hash, input_size, max_units): (plexus_types::Digest, u32, u32)| {
+            Transaction {
+                chain_id: status.chain_id.clone(),
+                signer,
+                nonce,
+                fee: status.min_fee,
+                action: Action::PostJob {
+                    model: model_hash,
+                    input_hash,
+                    input_size,
+                    max_units,
+                    max_unit_price,
+                    region: String::new(),
+                },
+            }
+            .sign(&key)
+        };
+
+    // Latency: one job at a time.
+    let mut to_commit = Vec::new();
+    let mut to_reveal = Vec::new();
+    let mut block_gaps = Vec::new();
+    let latency_jobs = args.latency_jobs.min(posts.len());
+    for (i, post) in posts.iter().take(latency_jobs).enumerate() {
+        // Each probe waits for the previous one's block, so submitting at once would always
+        // arrive just after a block (the worst phase). Real arrivals are uniform over the
+        // block interval: sweep the submit phase evenly across it.
+        let interval = block_gaps
+            .get(block_gaps.len() / 2)
+            .copied()
+            .unwrap_or(200.0);
+        let phase = interval * i as f64 / latency_jobs as f64;
+        tokio::time::sleep(Duration::from_micros((phase * 1e3) as u64)).await;
+        let nonce = client.account(&signer).await?.next_nonce;
+        let id = JobId::new(&signer, nonce);
+        let at = Instant::now();
+        client.submit(&sign(nonce, *post)).await?;
+        let mut last_ts = None;
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), blocks.next())
+                .await
+                .map_err(|_| anyhow!("job {id} not revealed within 30 s"))??;
+            let ts = event["timestamp_ms"].as_u64().unwrap_or(0);
+            if let Some(prev) = last_ts.replace(ts) {
+                block_gaps.push((ts - prev) as f64);
+            }
+            let mine = |name: &str| {
+                event["events"].as_array().into_iter().flatten().any(|e| {
+                    e["event"] == name && e["job"].as_str() == Some(id.to_string().as_str())
+                })
+            };
+            if mine("job_committed") {
+                to_commit.push(at.elapsed().as_secs_f64() * 1e3);
+            }
+            if mine("job_revealed") {
+                to_reveal.push(at.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+        }
+    }
+    to_commit.sort_by(f64::total_cmp);
+    to_reveal.sort_by(f64::total_cmp);
+    block_gaps.sort_by(f64::total_cmp);
+    let block_ms = percentile(&block_gaps, 50);
+    let in_blocks = |ms: f64| {
+        if block_ms > 0.0 {
+            (ms - single_ms) / block_ms
+        } else {
+            0.0
+        }
+    };
+
+    // Throughput: every post at once.
+    let posts: Vec<_> = posts.into_iter().skip(args.latency_jobs).collect();
+    let first_nonce = client.account(&signer).await?.next_nonce.get();
     let mut submitted: HashMap<JobId, Instant> = HashMap::new();
     let start = Instant::now();
-    for (i, (input_hash, input_size, max_units)) in posts.into_iter().enumerate() {
+    for (i, post) in posts.iter().enumerate() {
         let nonce = Nonce::new(first_nonce + i as u64);
-        let tx = Transaction {
-            chain_id: status.chain_id.clone(),
-            signer,
-            nonce,
-            fee: status.min_fee,
-            action: Action::PostJob {
-                model: parse_digest(&hash)?,
-                input_hash,
-                input_size,
-                max_units,
-                max_unit_price,
-                region: String::new(),
-            },
-        }
-        .sign(&key);
-        client.submit(&tx).await?;
+        client.submit(&sign(nonce, *post)).await?;
         submitted.insert(JobId::new(&signer, nonce), Instant::now());
     }
     let submit_secs = start.elapsed().as_secs_f64();
+    let jobs = posts.len();
 
     let deadline = Duration::from_secs(args.timeout);
     let mut latencies = Vec::new();
+    let mut completions = Vec::new();
     let mut refunded = 0usize;
-    let mut first_block: Option<(u64, u64)> = None;
-    let mut last_block = (0u64, 0u64);
     let mut last_done = start;
     while !submitted.is_empty() {
         let event = tokio::time::timeout(deadline.saturating_sub(start.elapsed()), blocks.next())
@@ -198,12 +269,6 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
                 )
             })??;
         let now = Instant::now();
-        let h = (
-            event["height"].as_u64().unwrap_or(0),
-            event["timestamp_ms"].as_u64().unwrap_or(0),
-        );
-        first_block.get_or_insert(h);
-        last_block = h;
         for e in event["events"].as_array().into_iter().flatten() {
             let done = match e["event"].as_str() {
                 Some("job_revealed") => e["job"].as_str(),
@@ -217,37 +282,43 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
                 && let Some(at) = submitted.remove(&id)
             {
                 latencies.push(now.duration_since(at).as_secs_f64() * 1e3);
+                completions.push(now.duration_since(start).as_secs_f64());
                 last_done = now;
             }
         }
     }
     let chain_secs = last_done.duration_since(start).as_secs_f64();
-    let chain_rate = texts.len() as f64 / chain_secs;
+    let chain_rate = jobs as f64 / chain_secs;
     latencies.sort_by(f64::total_cmp);
-    let (first_h, first_ts) = first_block.unwrap_or_default();
-    let block_ms = if last_block.0 > first_h {
-        (last_block.1 - first_ts) as f64 / (last_block.0 - first_h) as f64
+    completions.sort_by(f64::total_cmp);
+    // Jobs completed between the 10th and 90th percentile completions, over that time.
+    let (lo, hi) = (completions.len() / 10, completions.len() * 9 / 10);
+    let steady_rate = if hi > lo + 1 && completions[hi - 1] > completions[lo] {
+        (hi - 1 - lo) as f64 / (completions[hi - 1] - completions[lo])
     } else {
-        0.0
+        chain_rate
     };
-    let p50 = percentile(&latencies, 50);
-    let added_blocks = if block_ms > 0.0 {
-        (p50 - single_ms) / block_ms
-    } else {
-        0.0
-    };
+    let commit_p50 = percentile(&to_commit, 50);
+    let reveal_p50 = percentile(&to_reveal, 50);
     let out = json!({
-        "jobs": texts.len(),
+        "jobs": jobs,
         "providers": providers,
         "direct_jobs_per_s": direct_rate,
         "direct_one_job_ms": single_ms,
         "chain_jobs_per_s": chain_rate,
         "ratio": chain_rate / direct_rate,
+        "chain_steady_jobs_per_s": steady_rate,
+        "steady_ratio": steady_rate / direct_rate,
         "submit_s": submit_secs,
-        "latency_p50_ms": p50,
-        "latency_p99_ms": percentile(&latencies, 99),
+        "saturated_latency_p50_ms": percentile(&latencies, 50),
+        "saturated_latency_p99_ms": percentile(&latencies, 99),
         "block_interval_ms": block_ms,
-        "added_latency_p50_blocks": added_blocks,
+        "latency_jobs": to_reveal.len(),
+        "commit_p50_ms": commit_p50,
+        "reveal_p50_ms": reveal_p50,
+        "reveal_p99_ms": percentile(&to_reveal, 99),
+        "added_to_commit_p50_blocks": in_blocks(commit_p50),
+        "added_to_reveal_p50_blocks": in_blocks(reveal_p50),
         "refunded": refunded,
         "threads": plexus_inference::num_threads(),
     });
@@ -258,13 +329,21 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
             "direct (this process):   {direct_rate:>8.1} jobs/s   (one job alone {single_ms:.1} ms)"
         );
         outln!(
-            "through the chain:       {chain_rate:>8.1} jobs/s   ratio {:.2}x   ({} providers)",
+            "through the chain:       {chain_rate:>8.1} jobs/s   ratio {:.2}x   ({jobs} jobs at once, {providers} providers)",
             chain_rate / direct_rate,
-            providers
         );
         outln!(
-            "latency submit->reveal:  p50 {p50:.0} ms, p99 {:.0} ms; block interval {block_ms:.0} ms; added p50 {added_blocks:.2} blocks",
-            percentile(&latencies, 99)
+            "  steady (p10-p90):      {steady_rate:>8.1} jobs/s   ratio {:.2}x",
+            steady_rate / direct_rate
+        );
+        outln!("latency, one job at a time (block interval {block_ms:.0} ms):");
+        outln!(
+            "  submit -> commit final: p50 {commit_p50:.0} ms, added {:.2} blocks",
+            in_blocks(commit_p50)
+        );
+        outln!(
+            "  submit -> reveal final: p50 {reveal_p50:.0} ms, added {:.2} blocks",
+            in_blocks(reveal_p50)
         );
         if refunded > 0 {
             outln!("warning: {refunded} jobs were refunded instead of served");

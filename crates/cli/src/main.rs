@@ -74,7 +74,8 @@ struct SendArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Start a local network in the foreground: a validator with RPC and funded dev accounts.
+    /// Start a local network in the foreground: a validator with RPC, funded dev accounts and
+    /// two providers serving the real models.
     Devnet {
         /// Directory holding the devnet's keys, genesis and chain (reused on restart).
         #[arg(long, default_value = ".plexus-devnet")]

@@ -141,13 +141,13 @@
 //!
 //! **`CommitResult { job, commitment }`** by the assigned provider (`unknown_job`,
 //! `not_assigned`, `wrong_phase`) records `commitment(job, output_hash, salt)`; the reveal is
-//! due by `h + reveal_timeout`. **`RevealResult { job, output_hash, output_size, salt, units,
-//! receipt_signature }`** must come in a later block than the commit (`reveal_too_early`),
+//! due by `h + reveal_timeout`. The computation is done, so the job stops counting against
+//! the provider's capacity (capacity is work in progress, not reveals in flight).
+//! **`RevealResult { job, output_hash, output_size, salt, units, receipt_signature }`** must come in a later block than the commit (`reveal_too_early`),
 //! match the commitment (`commitment_mismatch`), bill `1 <= units <= max_units`
 //! (`invalid_units`), have `1 <= output_size <= max_payload_size`, and carry the provider's
 //! signature over the job's [`Receipt`](plexus_types::Receipt) (`invalid_receipt`, checked
-//! last with the transaction signature). The provider's capacity is freed; settlement is due at
-//! `h + challenge_window`.
+//! last with the transaction signature). Settlement is due at `h + challenge_window`.
 //!
 //! **Settlement** (end of block, nobody acts): `price = units * unit_price` (at most the
 //! escrow, since `units <= max_units` and `unit_price <= max_unit_price`);
@@ -165,7 +165,7 @@
 //! ## Pricing
 //!
 //! After assignment, each model's base price moves toward a target utilization of its
-//! registered capacity (EIP-1559-like, [`next_base_price`]): with `demand` = jobs in flight +
+//! registered capacity (EIP-1559-like, [`next_base_price`]): with `demand` = assigned jobs +
 //! queued jobs that can afford the current base price, and `capacity` = the capacity of
 //! eligible, unpaused providers serving it, the price moves by
 //! `price * |demand - target| / (target * price_step_divisor)` where
@@ -176,8 +176,9 @@
 //! ## Market invariants
 //!
 //! - `escrow == sum(job.escrow)` over jobs in the state, checked after every block.
-//! - A provider's `active_jobs` counts its assigned and committed jobs, `unsettled_jobs` its
-//!   revealed ones; a model's `active_jobs`/`queued_jobs` likewise.
+//! - A provider's `active_jobs` counts its assigned jobs (work in progress, bounded by its
+//!   capacity when assigned), `unsettled_jobs` its committed and revealed ones; a model's
+//!   `active_jobs` its assigned jobs and `queued_jobs` its queued ones.
 //! - Every queued, assigned or committed job has exactly one deadline entry; every revealed
 //!   job one settlement entry.
 //!

@@ -34,7 +34,7 @@ pub struct Model {
     pub min_price: Amount,
     /// The current price per unit of work; moves every block with utilization.
     pub base_price: Amount,
-    /// Jobs assigned or committed, not yet revealed.
+    /// Jobs assigned, not yet committed (being computed).
     pub active_jobs: u32,
     /// Jobs waiting for a provider.
     pub queued_jobs: u32,
@@ -52,9 +52,9 @@ pub struct Provider {
     pub paused: bool,
     /// Basis points, [`MIN_REPUTATION`]..=[`MAX_REPUTATION`].
     pub reputation: u32,
-    /// Jobs assigned or committed, not yet revealed (counts against capacity).
+    /// Jobs assigned, not yet committed: the work in progress that counts against capacity.
     pub active_jobs: u32,
-    /// Jobs revealed, waiting for settlement.
+    /// Jobs committed (awaiting reveal) or revealed (awaiting settlement).
     pub unsettled_jobs: u32,
 }
 
@@ -708,6 +708,14 @@ impl State {
             MarketOp::Commit(id, commitment, deadline) => {
                 if let Some(job) = market.jobs.get_mut(&id) {
                     market.deadlines.remove(&(job.deadline, id));
+                    // The computation is done: its capacity slot frees up now.
+                    if let Some(p) = job.provider.and_then(|a| market.providers.get_mut(&a)) {
+                        p.active_jobs -= 1;
+                        p.unsettled_jobs += 1;
+                    }
+                    if let Some(m) = market.models.get_mut(&job.model) {
+                        m.active_jobs -= 1;
+                    }
                     job.phase = Phase::Committed;
                     job.commitment = Some(commitment);
                     job.committed_at = self.height;
@@ -721,13 +729,6 @@ impl State {
                 if let Some(job) = market.jobs.get_mut(&id) {
                     market.deadlines.remove(&(job.deadline, id));
                     market.settlements.insert((next.settle_at, id));
-                    if let Some(p) = next.provider.and_then(|a| market.providers.get_mut(&a)) {
-                        p.active_jobs -= 1;
-                        p.unsettled_jobs += 1;
-                    }
-                    if let Some(m) = market.models.get_mut(&next.model) {
-                        m.active_jobs -= 1;
-                    }
                     *job = *next;
                     events.push(Event::JobRevealed { job: id });
                 }
@@ -845,7 +846,7 @@ impl State {
                 unit_price,
             });
         }
-        // 4. Prices follow utilization. Demand is the jobs in flight plus the queued jobs
+        // 4. Prices follow utilization. Demand is the assigned jobs plus the queued jobs
         //    that can still afford the base price (a priced-out job is not demand at this
         //    price, as an under-priced transaction is not in EIP-1559).
         let mut affordable: BTreeMap<Digest, u64> = BTreeMap::new();
@@ -979,11 +980,16 @@ impl State {
             .treasury
             .checked_add(penalty)
             .ok_or(LedgerError::HoldingsOverflow)?;
+        let computing = job.phase == Phase::Assigned;
         if let Some(p) = self.market.providers.get_mut(&provider) {
-            p.active_jobs -= 1;
+            if computing {
+                p.active_jobs -= 1;
+            } else {
+                p.unsettled_jobs -= 1;
+            }
             p.reputation = (p.reputation / 2).max(MIN_REPUTATION);
         }
-        if let Some(m) = self.market.models.get_mut(&job.model) {
+        if computing && let Some(m) = self.market.models.get_mut(&job.model) {
             m.active_jobs -= 1;
         }
         events.push(Event::ProviderPenalised {

@@ -242,11 +242,13 @@ fn check_counters(state: &State) {
     for job in state.jobs() {
         match job.phase {
             Phase::Queued => *model_queued.entry(job.model).or_default() += 1,
-            Phase::Assigned | Phase::Committed => {
+            Phase::Assigned => {
                 *active.entry(job.provider.unwrap()).or_default() += 1;
                 *model_active.entry(job.model).or_default() += 1;
             }
-            Phase::Revealed => *unsettled.entry(job.provider.unwrap()).or_default() += 1,
+            Phase::Committed | Phase::Revealed => {
+                *unsettled.entry(job.provider.unwrap()).or_default() += 1
+            }
         }
         assert!(job.unit_price <= job.max_unit_price);
         assert!(job.units <= job.max_units);

@@ -2,9 +2,10 @@
 //! formats and rules of [`crate::payload`]. Blocking (it runs the models): the agent calls it
 //! on a blocking thread.
 //!
-//! All the embedding jobs of one batch, for one model, go through a single
-//! [`Embedder::embed`] call (split only at [`MAX_TEXTS`] texts): batching is where embedding
-//! throughput comes from. Chat jobs run one after the other.
+//! The embedding jobs of one batch, for one model, go through [`Embedder::embed`] calls of
+//! up to 64 texts (never splitting a job; at most [`MAX_TEXTS`]): batching is where
+//! embedding throughput comes from, and emitting each call's results at once lets the agent
+//! commit them while the next call computes. Chat jobs run one after the other.
 
 use crate::error::{Error, Result};
 use crate::payload::{
@@ -166,7 +167,7 @@ impl Outcome {
     }
 }
 
-/// Run a batch: embeddings first (one call per model), then chats one by one. `emit` gets
+/// Run a batch: embeddings first (calls of up to 64 texts per model), then chats one by one. `emit` gets
 /// each group's outcomes as soon as they are ready. `max_output` is the chain's
 /// `max_payload_size`: a larger result is answered with `output_too_large`.
 pub(crate) fn run(
@@ -209,7 +210,7 @@ pub(crate) fn run(
     for (hash, jobs) in embeds {
         let model = models.get(&hash).expect("grouped by served model");
         if let Engine::Embedding(engine) = &model.engine {
-            emit(run_embeddings(model, engine.as_ref(), jobs, max_output));
+            run_embeddings(model, engine.as_ref(), jobs, max_output, &mut emit);
         }
     }
     for (job, hash, max_units, bytes) in chats {
@@ -239,7 +240,8 @@ fn run_embeddings(
     engine: &dyn EmbedEngine,
     jobs: Vec<(JobId, u32, Vec<u8>)>,
     max_output: u32,
-) -> Vec<Outcome> {
+    emit: &mut impl FnMut(Vec<Outcome>),
+) {
     let mut outcomes = Vec::new();
     let mut ready = Vec::new();
     for (job, max_units, bytes) in jobs {
@@ -248,13 +250,18 @@ fn run_embeddings(
             Err(error) => outcomes.push(error_outcome(job, model.hash, &error)),
         }
     }
-    // One call for all of them, split only where the embedder's text limit requires (each
-    // job alone is within it).
+    if !outcomes.is_empty() {
+        emit(std::mem::take(&mut outcomes));
+    }
+    // Calls of up to EMIT_TEXTS texts (a job is never split), each emitted as soon as it is
+    // done: the first commits go out while later chunks compute, and a chunk of 64 already
+    // fills the embedder's length-sorted batches.
+    let limit = MAX_TEXTS.min(EMIT_TEXTS);
     let mut start = 0;
     while start < ready.len() {
         let mut end = start;
         let mut count = 0;
-        while end < ready.len() && (end == start || count + ready[end].texts.len() <= MAX_TEXTS) {
+        while end < ready.len() && (end == start || count + ready[end].texts.len() <= limit) {
             count += ready[end].texts.len();
             end += 1;
         }
@@ -291,10 +298,13 @@ fn run_embeddings(
                 }));
             }
         }
+        emit(std::mem::take(&mut outcomes));
         start = end;
     }
-    outcomes
 }
+
+/// Most texts per embedding call before its results are emitted (see `run_embeddings`).
+const EMIT_TEXTS: usize = 64;
 
 /// Parse and check an embedding input; its texts and units, or the error to answer with.
 fn prepare_embed(
@@ -602,6 +612,22 @@ mod tests {
         let (v, units) = done_of(o);
         assert_eq!(units, 1, "an error output bills one unit");
         v["error"]["code"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn large_batches_are_emitted_in_chunks_of_whole_jobs() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let models = models(calls.clone());
+        // 50 jobs of 2 texts: chunks of at most 64 texts, never splitting a job.
+        let work: Vec<Work> = (0..50u8)
+            .map(|i| work(i, b"embed", 100, r#"{"texts":["a b","c"]}"#))
+            .collect();
+        let mut emitted = Vec::new();
+        run(&models, work, 1 << 20, |outcomes| {
+            emitted.push(outcomes.len())
+        });
+        assert_eq!(emitted, vec![32, 18]);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]
