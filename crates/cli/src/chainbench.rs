@@ -23,7 +23,8 @@ pub struct ChainBenchArgs {
     rpc: crate::RpcArgs,
 }
 
-fn percentile(sorted: &[f64], p: usize) -> f64 {
+/// The `p`th percentile of sorted samples (0 if none).
+pub(crate) fn percentile(sorted: &[f64], p: usize) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

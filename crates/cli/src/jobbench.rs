@@ -8,9 +8,11 @@
 //! Throughput: jobs / (last reveal - first submit), which includes filling and draining the
 //! pipeline, and the steady rate between the 10th and 90th percentile completions.
 //! Latency, measured first with one job at a time (no queueing): submit to commit finalized
-//! (the result is fixed on chain) and submit to reveal finalized (its hash is public); added
+//! (the result is fixed on chain), to the result fetched by the owner from the provider and
+//! checked against that commitment, and to reveal finalized (its hash is public); added
 //! latency is that minus the direct time of one job, in block intervals.
 
+use crate::chainbench::percentile;
 use anyhow::{Context, Result, anyhow, bail};
 use plexus_client::Client;
 use plexus_inference::{Embedder, ModelFiles, catalog};
@@ -45,13 +47,6 @@ pub struct JobBenchArgs {
     models_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     rpc: crate::RpcArgs,
-}
-
-fn percentile(sorted: &[f64], p: usize) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(sorted.len() - 1) * p / 100]
 }
 
 /// Reads the node's `/events/blocks` stream; yields each block event's JSON.
@@ -189,7 +184,9 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
 
     // Latency: one job at a time.
     let mut to_commit = Vec::new();
+    let mut to_result = Vec::new();
     let mut to_reveal = Vec::new();
+    let mut endpoints: HashMap<Address, Client> = HashMap::new();
     let mut block_gaps = Vec::new();
     let latency_jobs = args.latency_jobs.min(posts.len());
     for (i, post) in posts.iter().take(latency_jobs).enumerate() {
@@ -222,6 +219,21 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
             };
             if mine("job_committed") {
                 to_commit.push(at.elapsed().as_secs_f64() * 1e3);
+                // The owner fetches the result now, checked against the commitment.
+                let job = client.job(&id).await?;
+                let provider = job
+                    .provider
+                    .ok_or_else(|| anyhow!("committed job has no provider"))?;
+                let endpoint = match endpoints.entry(provider) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        let info = client.provider(&provider).await?;
+                        e.insert(Client::new(info["endpoint"].as_str().unwrap_or_default()))
+                    }
+                };
+                let commitment = parse_digest(job.commitment.as_deref().unwrap_or_default())?;
+                endpoint.early_result(&key, &id, &commitment).await?;
+                to_result.push(at.elapsed().as_secs_f64() * 1e3);
             }
             if mine("job_revealed") {
                 to_reveal.push(at.elapsed().as_secs_f64() * 1e3);
@@ -230,6 +242,7 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
         }
     }
     to_commit.sort_by(f64::total_cmp);
+    to_result.sort_by(f64::total_cmp);
     to_reveal.sort_by(f64::total_cmp);
     block_gaps.sort_by(f64::total_cmp);
     let block_ms = percentile(&block_gaps, 50);
@@ -299,6 +312,7 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
         chain_rate
     };
     let commit_p50 = percentile(&to_commit, 50);
+    let result_p50 = percentile(&to_result, 50);
     let reveal_p50 = percentile(&to_reveal, 50);
     let out = json!({
         "jobs": jobs,
@@ -315,6 +329,8 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
         "block_interval_ms": block_ms,
         "latency_jobs": to_reveal.len(),
         "commit_p50_ms": commit_p50,
+        "result_p50_ms": result_p50,
+        "added_to_result_p50_blocks": in_blocks(result_p50),
         "reveal_p50_ms": reveal_p50,
         "reveal_p99_ms": percentile(&to_reveal, 99),
         "added_to_commit_p50_blocks": in_blocks(commit_p50),
@@ -336,15 +352,23 @@ pub async fn run(args: JobBenchArgs) -> Result<()> {
             "  steady (p10-p90):      {steady_rate:>8.1} jobs/s   ratio {:.2}x",
             steady_rate / direct_rate
         );
-        outln!("latency, one job at a time (block interval {block_ms:.0} ms):");
-        outln!(
-            "  submit -> commit final: p50 {commit_p50:.0} ms, added {:.2} blocks",
-            in_blocks(commit_p50)
-        );
-        outln!(
-            "  submit -> reveal final: p50 {reveal_p50:.0} ms, added {:.2} blocks",
-            in_blocks(reveal_p50)
-        );
+        if to_reveal.is_empty() {
+            outln!("latency: not measured (--latency-jobs 0)");
+        } else {
+            outln!("latency, one job at a time (block interval {block_ms:.0} ms):");
+            outln!(
+                "  submit -> commit final: p50 {commit_p50:.0} ms, added {:.2} blocks",
+                in_blocks(commit_p50)
+            );
+            outln!(
+                "  submit -> result verified (owner fetch at commit): p50 {result_p50:.0} ms, added {:.2} blocks",
+                in_blocks(result_p50)
+            );
+            outln!(
+                "  submit -> reveal final: p50 {reveal_p50:.0} ms, added {:.2} blocks",
+                in_blocks(reveal_p50)
+            );
+        }
         if refunded > 0 {
             outln!("warning: {refunded} jobs were refunded instead of served");
         }

@@ -240,11 +240,31 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
     if !args.rpc.json {
         eprintln!("job {id} posted; waiting for its result...");
     }
-    let job = wait_final(&client, &tx.hash(), &id, Duration::from_secs(args.timeout)).await?;
+    let started = Instant::now();
+    let (job, early) = wait_final(
+        &client,
+        &key,
+        &tx.hash(),
+        &id,
+        Duration::from_secs(args.timeout),
+        !args.rpc.json,
+    )
+    .await?;
     out["status"] = json!(job.status);
     match job.status.as_str() {
         "settled" => {
-            let result = fetch_output(&client, &job).await?;
+            let result = match early {
+                Some((early, ms)) => {
+                    // The commitment bound the provider: the reveal must name these bytes.
+                    if job.output_hash.as_deref() != Some(digest_hex(&early.output_hash).as_str()) {
+                        bail!("job {id}: the revealed output differs from the committed one");
+                    }
+                    out["result_ms"] = json!(ms);
+                    early.output
+                }
+                None => fetch_output(&client, &job).await?,
+            };
+            out["settled_ms"] = json!(started.elapsed().as_millis());
             out["result"] = serde_json::from_slice(&result).unwrap_or(Value::Null);
             out["receipt"] = receipt_json(&client, &job).await?;
         }
@@ -312,14 +332,21 @@ fn print_job_result(out: &Value) {
     }
 }
 
-/// Poll until the job is settled or refunded (first waiting for the post to finalize).
+/// Poll until the job is settled or refunded (first waiting for the post to finalize). As
+/// soon as the provider's commitment is on chain, fetch the result from the provider as the
+/// job's owner (checked against the commitment) and, if `show`, print it: it can no longer
+/// change, only its receipt is still to come.
 async fn wait_final(
     client: &Client,
+    owner: &plexus_types::PrivateKey,
     tx: &plexus_types::TxHash,
     id: &JobId,
     timeout: Duration,
-) -> Result<JobView> {
+    show: bool,
+) -> Result<(JobView, Option<(plexus_client::EarlyResult, u128)>)> {
     let started = Instant::now();
+    let mut early = None;
+    let mut early_tried = false;
     let status = client.wait(tx, timeout).await?;
     if status["status"] != "finalized" || status["success"] != true {
         bail!(
@@ -332,8 +359,27 @@ async fn wait_final(
     }
     loop {
         let job = client.job(id).await?;
+        if !early_tried && let (Some(commitment), Some(provider)) = (&job.commitment, job.provider)
+        {
+            early_tried = true;
+            match fetch_early(client, owner, id, commitment, &provider).await {
+                Ok(result) => {
+                    let ms = started.elapsed().as_millis();
+                    if show {
+                        outln!(
+                            "result after {ms} ms (fixed on chain by the provider's commitment; the receipt follows at settlement):"
+                        );
+                        print_result_summary(&result.output);
+                    }
+                    early = Some((result, ms));
+                }
+                Err(e) => eprintln!(
+                    "note: could not fetch the result early ({e:#}); it will come with the reveal"
+                ),
+            }
+        }
         if job.status == "settled" || job.status == "refunded" {
-            return Ok(job);
+            return Ok((job, early));
         }
         if started.elapsed() > timeout {
             bail!(
@@ -342,6 +388,36 @@ async fn wait_final(
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fetch_early(
+    client: &Client,
+    owner: &plexus_types::PrivateKey,
+    id: &JobId,
+    commitment: &str,
+    provider: &Address,
+) -> Result<plexus_client::EarlyResult> {
+    let info = client.provider(provider).await?;
+    let endpoint = info["endpoint"]
+        .as_str()
+        .ok_or_else(|| anyhow!("provider {provider} has no endpoint"))?;
+    Ok(Client::new(endpoint)
+        .early_result(owner, id, &parse_digest(commitment)?)
+        .await?)
+}
+
+fn print_result_summary(output: &[u8]) {
+    match serde_json::from_slice::<Value>(output) {
+        Ok(Value::Object(r)) if r.contains_key("embeddings") => {
+            let vectors = r["embeddings"].as_array().map_or(0, Vec::len);
+            outln!("  {vectors} embedding(s); use --json for the vectors");
+        }
+        Ok(Value::Object(r)) if r.contains_key("text") => {
+            outln!("  {}", r["text"].as_str().unwrap_or_default());
+        }
+        Ok(other) => outln!("  {other}"),
+        Err(_) => outln!("  ({} bytes, not JSON)", output.len()),
     }
 }
 

@@ -212,6 +212,50 @@ fn jobs_settle_exactly_reassign_after_a_crash_and_price_follows_load() {
         treasury_before + fee + 3 * min_fee
     );
     check_supply(&rpc);
+    assert!(
+        job["result_ms"].as_u64().is_some(),
+        "the owner got the result at commit time, before the reveal: {job}"
+    );
+    // Before the reveal only the owner may fetch a result from the provider: anyone else
+    // is refused (403), even with a well-formed signature of their own.
+    let endpoint = cli_json(&["providers", "--rpc", &rpc, "--json"])["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["address"] == p1.as_str())
+        .unwrap()["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = plexus_types::parse_private_key(
+        std::fs::read_to_string(ddir.join("keys").join("bob.key"))
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let id: plexus_types::JobId = job["job"].as_str().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let refused = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .get(format!("{endpoint}/jobs/{id}/result"))
+                .header(
+                    plexus_types::RESULT_AUTH_HEADER,
+                    plexus_types::result_request_auth(&bob, &id, now),
+                )
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    assert_eq!(refused, 403, "a non-owner cannot fetch the result");
     let shown = cli_json(&[
         "job",
         "show",

@@ -128,6 +128,16 @@ pub struct BlobRef {
     pub size: u64,
 }
 
+/// A job's result fetched from its provider before the reveal, checked against the
+/// commitment on chain (so the provider cannot later reveal anything else).
+#[derive(Clone, Debug)]
+pub struct EarlyResult {
+    pub output: Vec<u8>,
+    pub output_hash: Digest,
+    pub salt: Digest,
+    pub units: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct Client {
     base: String,
@@ -272,6 +282,73 @@ impl Client {
             )));
         }
         Ok(bytes.to_vec())
+    }
+
+    /// On a provider's endpoint: `GET /jobs/{id}/result`, signed as the job's `owner`. The
+    /// bytes must hash to the returned output hash and, with the salt, open `commitment`
+    /// (the job's commitment on chain); otherwise this is an error.
+    pub async fn early_result(
+        &self,
+        owner: &PrivateKey,
+        job: &JobId,
+        commitment: &Digest,
+    ) -> Result<EarlyResult> {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let response = self
+            .http
+            .get(format!("{}/jobs/{job}/result", self.base))
+            .header(
+                plexus_types::RESULT_AUTH_HEADER,
+                plexus_types::result_request_auth(owner, job, unix_ms),
+            )
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(self
+                .parse::<Value>(response)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| ClientError::Decode(format!("the provider sent no {name} header")))
+        };
+        let digest = |s: String| {
+            plexus_types::parse_digest(&s).map_err(|e| ClientError::Decode(e.to_string()))
+        };
+        let output_hash = digest(header("x-plexus-output-hash")?)?;
+        let salt = digest(header("x-plexus-salt")?)?;
+        let units = header("x-plexus-units")?
+            .parse()
+            .map_err(|_| ClientError::Decode("bad x-plexus-units".into()))?;
+        let output = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?
+            .to_vec();
+        if sha256(&[&output]) != output_hash
+            || plexus_types::commitment(job, &output_hash, &salt) != *commitment
+        {
+            return Err(ClientError::Decode(format!(
+                "the result {} served for job {job} does not open its commitment on chain",
+                self.base
+            )));
+        }
+        Ok(EarlyResult {
+            output,
+            output_hash,
+            salt,
+            units,
+        })
     }
 
     /// Submit a signed transaction; returns its hash once the mempool accepted it.

@@ -22,6 +22,42 @@ use std::fmt;
 pub const RECEIPT_NAMESPACE: &[u8] = b"_PLEXUS_RECEIPT_V1";
 const JOB_ID_NAMESPACE: &[u8] = b"_PLEXUS_JOB_ID_V1";
 const COMMIT_NAMESPACE: &[u8] = b"_PLEXUS_COMMIT_V1";
+/// Namespace of a job owner's request for its result before the reveal.
+pub const RESULT_REQUEST_NAMESPACE: &[u8] = b"_PLEXUS_RESULT_REQUEST_V1";
+
+/// The header a job's owner sends to fetch the result from the provider before the reveal:
+/// `<unix_ms>.<hex of the owner's signature over job id || unix_ms (u64 big-endian)>` under
+/// [`RESULT_REQUEST_NAMESPACE`]. The provider answers only the owner, within a few minutes of
+/// the timestamp; the client checks the bytes against the commitment on chain.
+pub const RESULT_AUTH_HEADER: &str = "x-plexus-auth";
+
+fn result_request(job: &JobId, unix_ms: u64) -> Vec<u8> {
+    let mut message = job.as_bytes().to_vec();
+    message.extend_from_slice(&unix_ms.to_be_bytes());
+    message
+}
+
+/// The [`RESULT_AUTH_HEADER`] value for `job`, signed by its owner's `key` at `unix_ms`.
+pub fn result_request_auth(key: &PrivateKey, job: &JobId, unix_ms: u64) -> String {
+    let signature = key.sign(RESULT_REQUEST_NAMESPACE, &result_request(job, unix_ms));
+    format!("{unix_ms}.{}", hex::encode(signature.encode()))
+}
+
+/// Check a [`RESULT_AUTH_HEADER`] value: `Some(unix_ms)` if it is `owner`'s signature for
+/// `job`, `None` if malformed or signed by anyone else.
+pub fn verify_result_request_auth(owner: &Address, job: &JobId, value: &str) -> Option<u64> {
+    use commonware_codec::DecodeExt;
+    let (ms, sig) = value.trim().split_once('.')?;
+    let unix_ms: u64 = ms.parse().ok()?;
+    let signature = Signature::decode(bytes::Bytes::from(hex::decode(sig).ok()?)).ok()?;
+    let key = owner.public_key().ok()?;
+    key.verify(
+        RESULT_REQUEST_NAMESPACE,
+        &result_request(job, unix_ms),
+        &signature,
+    )
+    .then_some(unix_ms)
+}
 
 /// The id of a job.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -328,6 +364,36 @@ mod tests {
         assert_ne!(c, commitment(&JobId::from_bytes([2; 32]), &out, &salt));
         assert_ne!(c, commitment(&job, &sha256(&[b"p"]), &salt));
         assert_ne!(c, commitment(&job, &out, &sha256(&[b"t"])));
+    }
+
+    #[test]
+    fn result_requests_verify_only_for_the_owner_and_job() {
+        let owner = key_from_seed(7);
+        let other = key_from_seed(8);
+        let job = JobId::from_bytes([3; 32]);
+        let auth = result_request_auth(&owner, &job, 1_700_000_000_000);
+        let owner_address = Address::from(&owner.public_key());
+        assert_eq!(
+            verify_result_request_auth(&owner_address, &job, &auth),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            verify_result_request_auth(&Address::from(&other.public_key()), &job, &auth),
+            None
+        );
+        assert_eq!(
+            verify_result_request_auth(&owner_address, &JobId::from_bytes([4; 32]), &auth),
+            None
+        );
+        let tampered = auth.replacen("1700", "1800", 1);
+        assert_eq!(
+            verify_result_request_auth(&owner_address, &job, &tampered),
+            None
+        );
+        assert_eq!(
+            verify_result_request_auth(&owner_address, &job, "garbage"),
+            None
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ pub use address::Address;
 pub use amount::{Amount, Height, Nonce};
 pub use block::{Block, BlockHeader};
 pub use error::Error;
-pub use job::{JobId, ModelKind, RECEIPT_NAMESPACE, Receipt, WorkUnit, commitment};
+pub use job::{
+    JobId, ModelKind, RECEIPT_NAMESPACE, RESULT_AUTH_HEADER, RESULT_REQUEST_NAMESPACE, Receipt,
+    WorkUnit, commitment, result_request_auth, verify_result_request_auth,
+};
 pub use tx::{Action, SignedTransaction, Transaction, TxHash};
 
 pub use commonware_cryptography::ed25519::{PrivateKey, PublicKey, Signature};

@@ -198,6 +198,8 @@ impl Provider {
         let app = serve::app(ServeState {
             outputs,
             provider: address,
+            records: store.clone(),
+            client: client.clone(),
         });
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(async move {
