@@ -27,6 +27,55 @@ pub const DEV_MISS_PENALTY: u128 = 100_000_000;
 pub const DEV_EMBED_MIN_PRICE: u128 = 1_000;
 pub const DEV_CHAT_MIN_PRICE: u128 = 10_000;
 
+/// The development genesis: the dev accounts and providers (keys written to `keys_dir`), the
+/// given validators (each funded and staked), both catalogue models, devnet parameters.
+pub fn dev_genesis(keys_dir: &Path, validators: &[plexus_types::Address]) -> Result<Genesis> {
+    let mut accounts = Vec::new();
+    for name in DEV_ACCOUNTS {
+        let key = generate_key();
+        write_key(&keys_dir.join(format!("{name}.key")), &key)?;
+        accounts.push(GenesisAccount {
+            address: address_of(&key),
+            balance: Amount::new(DEV_BALANCE),
+            stake: Amount::ZERO,
+        });
+    }
+    for name in DEV_PROVIDERS {
+        let key = generate_key();
+        write_key(&keys_dir.join(format!("{name}.key")), &key)?;
+        accounts.push(GenesisAccount {
+            address: address_of(&key),
+            balance: Amount::new(DEV_BALANCE),
+            stake: Amount::new(DEV_PROVIDER_STAKE),
+        });
+    }
+    for validator in validators {
+        accounts.push(GenesisAccount {
+            address: *validator,
+            balance: Amount::new(DEV_BALANCE),
+            stake: Amount::new(DEV_BALANCE),
+        });
+    }
+    let mut params = Params::new(Amount::new(DEV_MIN_FEE), DEV_UNBONDING_DELAY);
+    params.min_provider_stake = Amount::new(DEV_MIN_PROVIDER_STAKE);
+    params.miss_penalty = Amount::new(DEV_MISS_PENALTY);
+    Ok(Genesis {
+        chain_id: "plexus-devnet".into(),
+        models: genesis_models()?,
+        params,
+        accounts,
+    })
+}
+
+/// Write JSON to `path` through a temporary file and a rename (never half-written).
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 /// The catalogue's models, registered at genesis by content hash.
 pub fn genesis_models() -> Result<Vec<GenesisModel>> {
     catalog::CATALOG
@@ -108,44 +157,10 @@ pub fn prepare(options: &DevnetOptions) -> Result<(NodeConfig, PathBuf)> {
     let config_path = dir.join("validator-0").join("config.toml");
 
     if !genesis_path.exists() {
-        let mut accounts = Vec::new();
-        for name in DEV_ACCOUNTS {
-            let key = generate_key();
-            write_key(&keys_dir.join(format!("{name}.key")), &key)?;
-            accounts.push(GenesisAccount {
-                address: address_of(&key),
-                balance: Amount::new(DEV_BALANCE),
-                stake: Amount::ZERO,
-            });
-        }
-        for name in DEV_PROVIDERS {
-            let key = generate_key();
-            write_key(&keys_dir.join(format!("{name}.key")), &key)?;
-            accounts.push(GenesisAccount {
-                address: address_of(&key),
-                balance: Amount::new(DEV_BALANCE),
-                stake: Amount::new(DEV_PROVIDER_STAKE),
-            });
-        }
         let validator = generate_key();
         write_key(&validator_key, &validator)?;
-        accounts.push(GenesisAccount {
-            address: address_of(&validator),
-            balance: Amount::new(DEV_BALANCE),
-            stake: Amount::new(DEV_BALANCE),
-        });
-        let mut params = Params::new(Amount::new(DEV_MIN_FEE), DEV_UNBONDING_DELAY);
-        params.min_provider_stake = Amount::new(DEV_MIN_PROVIDER_STAKE);
-        params.miss_penalty = Amount::new(DEV_MISS_PENALTY);
-        let genesis = Genesis {
-            chain_id: "plexus-devnet".into(),
-            models: genesis_models()?,
-            params,
-            accounts,
-        };
-        let tmp = genesis_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&genesis)?)?;
-        std::fs::rename(&tmp, &genesis_path)?;
+        let genesis = dev_genesis(&keys_dir, &[address_of(&validator)])?;
+        write_json_atomic(&genesis_path, &genesis)?;
     }
     let genesis = plexus_node::load_genesis(&genesis_path)?;
     if genesis.models.is_empty() || !keys_dir.join(format!("{}.key", DEV_PROVIDERS[0])).exists() {
@@ -310,7 +325,14 @@ async fn run_providers(
         });
         started.push(provider);
     }
-    let file = write_devnet_file(dir, config, config_path, rpc, entries)?;
+    // Add the providers to the devnet.json already written (it lists the validators).
+    let path = dir.join("devnet.json");
+    let mut file = match std::fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str::<DevnetFile>(&text)?,
+        Err(_) => write_devnet_file(dir, config, config_path, rpc, Vec::new())?,
+    };
+    file.providers = entries;
+    write_json_atomic(&path, &file)?;
     for p in &file.providers {
         eprintln!(
             "devnet: provider {} ({}) serving {} at {}",

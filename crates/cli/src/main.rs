@@ -21,6 +21,7 @@ mod infer;
 mod jobbench;
 mod jobs;
 mod keys;
+mod testnet;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -93,6 +94,15 @@ enum Command {
         /// none.
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(0..=2))]
         providers: u8,
+        /// Validators, each with its own RPC (ports counted up from --rpc-port and
+        /// --p2p-port); more than one lays the directory out as `plexus testnet init` does.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        validators: u16,
+    },
+    /// Create the files of an N-validator network (genesis, keys, one config per validator).
+    Testnet {
+        #[command(subcommand)]
+        command: TestnetCommand,
     },
     /// Chain status: height, state root, supply and holdings.
     Status {
@@ -243,6 +253,13 @@ enum StakeCommand {
 }
 
 #[derive(Subcommand)]
+enum TestnetCommand {
+    /// Write D/genesis.json, D/validator-<i>/{config.toml,validator.key} and D/testnet.json
+    /// (each validator's RPC URL and config); run each with `plexus node run --config`.
+    Init(testnet::InitArgs),
+}
+
+#[derive(Subcommand)]
 enum ProviderCommand {
     /// Bond stake if needed, register (or update) the provider, then follow finalized blocks:
     /// run assigned jobs with the real models, commit, reveal with a signed receipt, and
@@ -318,6 +335,26 @@ fn run(cli: Cli) -> Result<()> {
             p2p_port,
             block_time_ms,
             providers,
+            validators,
+        } if validators > 1 => run_multi_devnet(
+            testnet::InitArgs {
+                validators,
+                dir,
+                rpc_port,
+                p2p_port,
+                block_time_ms,
+                force: false,
+                json: false,
+            },
+            providers as usize,
+        ),
+        Command::Devnet {
+            dir,
+            rpc_port,
+            p2p_port,
+            block_time_ms,
+            providers,
+            validators: _,
         } => run_devnet(devnet::DevnetOptions {
             dir,
             rpc_port,
@@ -325,6 +362,31 @@ fn run(cli: Cli) -> Result<()> {
             block_time_ms,
             providers: providers as usize,
         }),
+        Command::Testnet {
+            command: TestnetCommand::Init(args),
+        } => {
+            let file = testnet::init(&args)?;
+            if args.json {
+                outln!("{}", serde_json::to_string_pretty(&file)?);
+            } else {
+                outln!(
+                    "testnet of {} validators in {} (chain {}, genesis {})",
+                    file.validators.len(),
+                    args.dir.display(),
+                    file.chain_id,
+                    &file.genesis[..16]
+                );
+                for v in &file.validators {
+                    outln!(
+                        "  validator-{}: rpc {}  run: plexus node run --config {}",
+                        v.index,
+                        v.rpc,
+                        v.config.display()
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Provider {
             command: ProviderCommand::Run(args),
         } => run_provider(args),
@@ -399,6 +461,83 @@ fn run_provider(args: ProviderRunArgs) -> Result<()> {
             .await?;
         Ok(())
     })
+}
+
+/// `plexus devnet --validators N`: the network of `plexus testnet init` (created on first
+/// run, reused after), every validator on its own thread of this process, providers on
+/// validator 0.
+fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
+    if !args.dir.join("testnet.json").exists() {
+        testnet::init(&args)?;
+    }
+    let dir = args.dir.canonicalize()?;
+    let configs = testnet::configs(&dir)?;
+    let (ready, readies) = std::sync::mpsc::channel();
+    let mut threads = Vec::new();
+    for (v, config) in configs.clone() {
+        let ready = ready.clone();
+        threads.push(std::thread::spawn(move || {
+            let index = v.index;
+            let on_ready: plexus_node::run::OnReady = Box::new(move |address| {
+                let _ = ready.send((index, address));
+            });
+            if let Err(e) = plexus_node::run(config, Some(on_ready)) {
+                eprintln!("error: validator-{index} stopped: {e}");
+            }
+        }));
+    }
+    drop(ready);
+    let mut addresses = std::collections::BTreeMap::new();
+    while addresses.len() < configs.len() {
+        let (index, address) = readies
+            .recv()
+            .context("a validator failed to start (see the errors above)")?;
+        addresses.insert(index, address);
+    }
+    let (first, first_config) = &configs[0];
+    let genesis = plexus_node::load_genesis(&first_config.genesis_file)?;
+    let file = devnet::DevnetFile {
+        rpc: first.rpc.clone(),
+        chain_id: genesis.chain_id.clone(),
+        genesis: digest_hex(&genesis.digest()),
+        accounts: serde_json::from_str::<testnet::TestnetFile>(&std::fs::read_to_string(
+            dir.join("testnet.json"),
+        )?)?
+        .accounts,
+        validators: configs
+            .iter()
+            .map(|(v, _)| devnet::DevValidator {
+                public_key: v.public_key.clone(),
+                rpc: v.rpc.clone(),
+                p2p: v.p2p,
+                config: v.config.clone(),
+            })
+            .collect(),
+        providers: Vec::new(),
+    };
+    devnet::write_json_atomic(&dir.join("devnet.json"), &file)?;
+    outln!(
+        "plexus devnet running: {} validators (chain {})",
+        configs.len(),
+        file.chain_id
+    );
+    for v in &file.validators {
+        outln!("  rpc {}  ({})", v.rpc, v.config.display());
+    }
+    outln!("  devnet.json {}", dir.join("devnet.json").display());
+    if providers > 0 {
+        devnet::start_providers(
+            dir.clone(),
+            first_config.clone(),
+            first.config.clone(),
+            addresses[&0],
+            providers,
+        );
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
 }
 
 fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
@@ -584,6 +723,7 @@ async fn run_rpc_command(command: Command) -> Result<()> {
         Command::Providers { rpc } => jobs::providers(rpc).await?,
         Command::Prices { rpc } => jobs::prices(rpc).await?,
         Command::Devnet { .. }
+        | Command::Testnet { .. }
         | Command::Provider { .. }
         | Command::Node { .. }
         | Command::Keys { .. }

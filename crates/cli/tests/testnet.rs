@@ -1,0 +1,163 @@
+//! End to end: `plexus testnet init --validators 4`, four `plexus node run` processes on
+//! loopback; one is killed with SIGKILL and the other three keep finalizing; restarted, it
+//! catches up from its peers and every validator reports the same state root at the same
+//! height.
+//!
+//! Ignored for now: the catch-up half fails in about one run of three (the restarted
+//! validator stays behind for over 90 s); finding out why is the next step of issue 7. Run
+//! it with `cargo test --release -p plexus-cli --test testnet -- --ignored`.
+
+mod common;
+use common::*;
+
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Validator(Child);
+
+impl Validator {
+    fn start(config: &str) -> Self {
+        Self(
+            Command::new(BIN)
+                .args(["node", "run", "--config", config])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start validator"),
+        )
+    }
+}
+
+impl Drop for Validator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The node's status, or `None` while it is not answering.
+fn try_status(rpc: &str) -> Option<Value> {
+    let (code, out, _) = cli(&["status", "--rpc", rpc, "--json"]);
+    (code == 0)
+        .then(|| serde_json::from_str(&out).ok())
+        .flatten()
+}
+
+fn height(rpc: &str) -> u64 {
+    try_status(rpc).map_or(0, |s| s["finalized_height"].as_u64().unwrap())
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn root_at(rpc: &str, h: u64) -> String {
+    let s = cli_json(&["status", "--rpc", rpc, "--json", "--height", &h.to_string()]);
+    s["state_root"].as_str().unwrap().to_string()
+}
+
+#[test]
+#[ignore = "catch-up after SIGKILL is not reliable yet (issue 7): in about 1 run of 3 the restarted validator does not catch up within 90 s"]
+fn four_validator_processes_survive_kill_9_and_agree() {
+    let dir = std::env::temp_dir().join(format!("plexus-testnet-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let init = cli_json(&[
+        "testnet",
+        "init",
+        "--validators",
+        "4",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--rpc-port",
+        &free_port().to_string(),
+        "--p2p-port",
+        &free_port().to_string(),
+        "--block-time-ms",
+        "100",
+        "--json",
+    ]);
+    let rpcs: Vec<String> = init["validators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["rpc"].as_str().unwrap().to_string())
+        .collect();
+    let configs: Vec<String> = init["validators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["config"].as_str().unwrap().to_string())
+        .collect();
+    let mut validators: Vec<Option<Validator>> =
+        configs.iter().map(|c| Some(Validator::start(c))).collect();
+    wait_until("all four to finalize", Duration::from_secs(60), || {
+        rpcs.iter().all(|rpc| height(rpc) >= 5)
+    });
+
+    // A transfer goes through while all are up.
+    let alice = dir.join("keys").join("alice.key");
+    let bob = dir.join("keys").join("bob.key");
+    let sent = cli_json(&[
+        "transfer",
+        "--rpc",
+        &rpcs[1],
+        "--key",
+        alice.to_str().unwrap(),
+        "--to",
+        bob.to_str().unwrap(),
+        "--amount",
+        "1234",
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(sent["success"], true, "{sent}");
+
+    // SIGKILL validator 3: the other three keep finalizing.
+    validators[3].take();
+    let before = height(&rpcs[0]);
+    wait_until(
+        "the three to keep finalizing",
+        Duration::from_secs(60),
+        || height(&rpcs[0]) >= before + 10,
+    );
+    let sent = cli_json(&[
+        "transfer",
+        "--rpc",
+        &rpcs[0],
+        "--key",
+        alice.to_str().unwrap(),
+        "--to",
+        bob.to_str().unwrap(),
+        "--amount",
+        "5",
+        "--wait",
+        "--json",
+    ]);
+    assert_eq!(sent["success"], true, "{sent}");
+
+    // Restarted, it catches up and agrees.
+    validators[3] = Some(Validator::start(&configs[3]));
+    let target = height(&rpcs[0]);
+    wait_until(
+        "the restarted validator to catch up",
+        Duration::from_secs(90),
+        || height(&rpcs[3]) >= target,
+    );
+    let common = rpcs.iter().map(|rpc| height(rpc)).min().unwrap();
+    let roots: Vec<String> = rpcs.iter().map(|rpc| root_at(rpc, common)).collect();
+    assert!(
+        roots.iter().all(|r| *r == roots[0]),
+        "all four agree at height {common}: {roots:?}"
+    );
+    for rpc in &rpcs {
+        let s = try_status(rpc).unwrap();
+        assert_eq!(s["supply"], s["holdings"]);
+    }
+    drop(validators);
+    let _ = std::fs::remove_dir_all(&dir);
+}
