@@ -9,12 +9,26 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_plexus");
 
+/// A port that is free now and below the kernel's ephemeral range (32768 and up on Linux):
+/// a test that kills a process and restarts it on the same port must not find that port
+/// taken as the source port of some outgoing connection in between.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free ports below the ephemeral range.
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    // Spread processes apart, then walk: tests in one process never reuse a block.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() % 500) as u16 * 20;
+    loop {
+        let offset = NEXT.fetch_add(n, Ordering::Relaxed);
+        let base = 20_000 + (seed + offset) % 12_000;
+        if (0..n).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
 }
 
 pub struct Devnet {
