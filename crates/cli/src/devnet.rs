@@ -230,10 +230,7 @@ pub fn write_devnet_file(
             .collect(),
         providers,
     };
-    let path = dir.join("devnet.json");
-    let tmp = dir.join("devnet.json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&file)?)?;
-    std::fs::rename(&tmp, &path)?;
+    write_json_atomic(&dir.join("devnet.json"), &file)?;
     Ok(file)
 }
 

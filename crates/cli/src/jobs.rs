@@ -319,16 +319,25 @@ fn print_job_result(out: &Value) {
     if let Some(refund) = out.get("refund") {
         outln!("refund   {refund}");
     }
-    match out.get("result") {
-        Some(Value::Object(r)) if r.contains_key("embeddings") => {
+    if let Some(summary) = out.get("result").and_then(result_summary) {
+        outln!("result   {summary}");
+    }
+}
+
+/// One line describing a job's output: the generated text, or how many vectors.
+fn result_summary(result: &Value) -> Option<String> {
+    match result {
+        Value::Object(r) if r.contains_key("embeddings") => {
             let vectors = r["embeddings"].as_array().map_or(0, Vec::len);
-            outln!("result   {vectors} embedding(s); use --json for the vectors");
+            Some(format!(
+                "{vectors} embedding(s); use --json for the vectors"
+            ))
         }
-        Some(Value::Object(r)) if r.contains_key("text") => {
-            outln!("result   {}", r["text"].as_str().unwrap_or_default());
+        Value::Object(r) if r.contains_key("text") => {
+            Some(r["text"].as_str().unwrap_or_default().to_string())
         }
-        Some(other) if !other.is_null() => outln!("result   {other}"),
-        _ => {}
+        Value::Null => None,
+        other => Some(other.to_string()),
     }
 }
 
@@ -409,14 +418,7 @@ async fn fetch_early(
 
 fn print_result_summary(output: &[u8]) {
     match serde_json::from_slice::<Value>(output) {
-        Ok(Value::Object(r)) if r.contains_key("embeddings") => {
-            let vectors = r["embeddings"].as_array().map_or(0, Vec::len);
-            outln!("  {vectors} embedding(s); use --json for the vectors");
-        }
-        Ok(Value::Object(r)) if r.contains_key("text") => {
-            outln!("  {}", r["text"].as_str().unwrap_or_default());
-        }
-        Ok(other) => outln!("  {other}"),
+        Ok(v) => outln!("  {}", result_summary(&v).unwrap_or_else(|| v.to_string())),
         Err(_) => outln!("  ({} bytes, not JSON)", output.len()),
     }
 }

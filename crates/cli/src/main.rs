@@ -471,7 +471,7 @@ fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
         testnet::init(&args)?;
     }
     let dir = args.dir.canonicalize()?;
-    let configs = testnet::configs(&dir)?;
+    let (testnet_file, configs) = testnet::load(&dir)?;
     let (ready, readies) = std::sync::mpsc::channel();
     let mut threads = Vec::new();
     for (v, config) in configs.clone() {
@@ -500,10 +500,7 @@ fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
         rpc: first.rpc.clone(),
         chain_id: genesis.chain_id.clone(),
         genesis: digest_hex(&genesis.digest()),
-        accounts: serde_json::from_str::<testnet::TestnetFile>(&std::fs::read_to_string(
-            dir.join("testnet.json"),
-        )?)?
-        .accounts,
+        accounts: testnet_file.accounts,
         validators: configs
             .iter()
             .map(|(v, _)| devnet::DevValidator {

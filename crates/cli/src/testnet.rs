@@ -147,8 +147,8 @@ pub fn init(args: &InitArgs) -> Result<TestnetFile> {
     Ok(file)
 }
 
-/// Load the node configs of an initialised network.
-pub fn configs(dir: &Path) -> Result<Vec<(TestnetValidator, NodeConfig)>> {
+/// Load an initialised network: its `testnet.json` and each validator's config.
+pub fn load(dir: &Path) -> Result<(TestnetFile, Vec<(TestnetValidator, NodeConfig)>)> {
     let text = std::fs::read_to_string(dir.join("testnet.json")).with_context(|| {
         format!(
             "no network in {} (run `plexus testnet init`)",
@@ -156,13 +156,12 @@ pub fn configs(dir: &Path) -> Result<Vec<(TestnetValidator, NodeConfig)>> {
         )
     })?;
     let file: TestnetFile = serde_json::from_str(&text)?;
-    file.validators
-        .into_iter()
-        .map(|v| {
-            let config = NodeConfig::load(&v.config)?;
-            Ok((v, config))
-        })
-        .collect()
+    let configs = file
+        .validators
+        .iter()
+        .map(|v| Ok((v.clone(), NodeConfig::load(&v.config)?)))
+        .collect::<Result<_>>()?;
+    Ok((file, configs))
 }
 
 #[cfg(test)]
@@ -184,7 +183,7 @@ mod tests {
         };
         let file = init(&args).unwrap();
         assert_eq!(file.validators.len(), 4);
-        let configs = configs(&dir).unwrap();
+        let (_, configs) = load(&dir).unwrap();
         let genesis = plexus_node::load_genesis(&configs[0].1.genesis_file).unwrap();
         assert_eq!(plexus_types::digest_hex(&genesis.digest()), file.genesis);
         for (i, (v, config)) in configs.iter().enumerate() {

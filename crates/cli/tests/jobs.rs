@@ -14,7 +14,7 @@ use common::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const EMBED: &str = "all-minilm-l6-v2";
 
@@ -64,14 +64,6 @@ fn providers_registered(rpc: &str) -> usize {
     cli_json(&["providers", "--rpc", rpc, "--json"])["providers"]
         .as_array()
         .map_or(0, Vec::len)
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn check_supply(rpc: &str) {

@@ -15,7 +15,7 @@ use common::*;
 
 use serde_json::Value;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 struct Validator(Child);
 
@@ -66,14 +66,6 @@ fn height(rpc: &str) -> u64 {
     try_status(rpc).map_or(0, |s| s["finalized_height"].as_u64().unwrap())
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn root_at(rpc: &str, h: u64) -> String {
     let s = cli_json(&["status", "--rpc", rpc, "--json", "--height", &h.to_string()]);
     s["state_root"].as_str().unwrap().to_string()
@@ -113,7 +105,7 @@ fn four_validator_processes_survive_kill_9_and_agree() {
         .collect();
     let mut validators: Vec<Option<Validator>> =
         configs.iter().map(|c| Some(Validator::start(c))).collect();
-    wait_until("all four to finalize", Duration::from_secs(60), || {
+    wait_for("all four to finalize", Duration::from_secs(60), || {
         rpcs.iter().all(|rpc| height(rpc) >= 5)
     });
 
@@ -138,7 +130,7 @@ fn four_validator_processes_survive_kill_9_and_agree() {
     // SIGKILL validator 3: the other three keep finalizing.
     validators[3].take();
     let before = height(&rpcs[0]);
-    wait_until(
+    wait_for(
         "the three to keep finalizing",
         Duration::from_secs(60),
         || height(&rpcs[0]) >= before + 10,
@@ -161,7 +153,7 @@ fn four_validator_processes_survive_kill_9_and_agree() {
     // Restarted, it catches up and agrees.
     validators[3] = Some(Validator::start(&configs[3]));
     let target = height(&rpcs[0]);
-    wait_until(
+    wait_for(
         "the restarted validator to catch up",
         Duration::from_secs(90),
         || height(&rpcs[3]) >= target,

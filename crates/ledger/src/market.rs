@@ -326,11 +326,13 @@ pub(crate) enum MarketOp {
     Reveal(Box<Job>),
 }
 
+/// `h + delta` blocks, `None` on overflow.
+fn height_after(h: Height, delta: u64) -> Option<Height> {
+    h.get().checked_add(delta).map(Height::new)
+}
+
 fn checked_height(h: Height, delta: u64) -> Result<Height, TxError> {
-    h.get()
-        .checked_add(delta)
-        .map(Height::new)
-        .ok_or(TxError::HeightOverflow)
+    height_after(h, delta).ok_or(TxError::HeightOverflow)
 }
 
 impl State {
@@ -819,11 +821,8 @@ impl State {
                 continue;
             };
             self.market.queue.remove(&seq);
-            let deadline = h
-                .get()
-                .checked_add(self.params.commit_timeout)
-                .map(Height::new)
-                .ok_or(LedgerError::HeightOverflow)?;
+            let deadline =
+                height_after(h, self.params.commit_timeout).ok_or(LedgerError::HeightOverflow)?;
             let job = self.market.jobs.get_mut(&id).expect("queued job exists");
             self.market.deadlines.remove(&(job.deadline, id));
             job.phase = Phase::Assigned;
@@ -1010,11 +1009,7 @@ impl State {
             );
         }
         job.phase = Phase::Queued;
-        job.deadline = self
-            .height
-            .get()
-            .checked_add(self.params.queue_timeout)
-            .map(Height::new)
+        job.deadline = height_after(self.height, self.params.queue_timeout)
             .ok_or(LedgerError::HeightOverflow)?;
         job.queue_seq = self.market.next_seq;
         self.market.next_seq += 1;

@@ -111,6 +111,15 @@ pub fn amount(v: &Value) -> u128 {
     v.as_str().unwrap().parse().unwrap()
 }
 
+/// Poll `done` every 100 ms; fail the test naming `what` after `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 pub fn wait_height(rpc: &str, target: u64) {
     let started = Instant::now();
     while status(rpc)["finalized_height"].as_u64().unwrap() < target {
