@@ -1,5 +1,8 @@
 //! client: Talk to a node over its API (shared by cli, gateway, explorer, tests).
 
+mod receipt;
+pub use receipt::{OutputCheck, ReceiptReport, ReceiptStatus, check_receipt, fetch_output};
+
 use commonware_codec::Encode;
 use plexus_types::{
     Action, Address, Amount, Digest, Height, JobId, Nonce, PrivateKey, SignedTransaction,
@@ -9,6 +12,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+
+mod stream;
+pub use stream::{ResultStream, StreamEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

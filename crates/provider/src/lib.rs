@@ -11,11 +11,14 @@
 //! - [`agent`]: the actor. [`Provider::start`] checks the models against the chain, bonds
 //!   and registers; [`Provider::run`] wakes on each finalized block, runs newly assigned
 //!   jobs in batches on a blocking thread, commits, and reveals with a signed receipt.
+//! - `stream`: the text of each chat job as the model produces it, kept for the job's owner
+//!   to read while the commitment goes on chain.
 //! - [`store`]: one durable record per job (output hash, salt, size, units) and the outputs,
 //!   written before the commit is sent, so a restart never commits a different result and
 //!   can always reveal.
-//! - `serve`: the provider's HTTP endpoint (`GET /blobs/{hash}`, `GET /health`), the URL it
-//!   registers on chain.
+//! - `serve`: the provider's HTTP endpoint, the URL it registers on chain: outputs by hash
+//!   (`GET /blobs/{hash}`), and for a job's owner its result before the reveal
+//!   (`GET /jobs/{id}/result`) and its chat text live as NDJSON (`GET /jobs/{id}/stream`).
 //!
 //! # Example
 //!
@@ -47,6 +50,7 @@ pub mod payload;
 mod runner;
 mod serve;
 pub mod store;
+mod stream;
 
 pub use agent::{Provider, ProviderConfig, run};
 pub use error::{Error, Result};

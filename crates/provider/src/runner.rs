@@ -5,12 +5,15 @@
 //! The embedding jobs of one batch, for one model, go through [`Embedder::embed`] calls of
 //! up to 64 texts (never splitting a job; at most [`MAX_TEXTS`]): batching is where
 //! embedding throughput comes from, and emitting each call's results at once lets the agent
-//! commit them while the next call computes. Chat jobs run one after the other.
+//! commit them while the next call computes. Chat jobs run one after the other; each piece
+//! of text the model emits goes to the job's [stream](crate::stream) as it is produced, and
+//! the stream ends with the job's outcome.
 
 use crate::error::{Error, Result};
 use crate::payload::{
     self, ChatInput, ChatOutput, ChatUsage, EmbedInput, EmbedOutput, ErrorOutput, codes,
 };
+use crate::stream::{End, Writer};
 use plexus_inference::catalog::{self, ModelFiles, ModelKind};
 use plexus_inference::chat::CONTEXT_TOKENS;
 use plexus_inference::embed::MAX_TEXTS;
@@ -39,10 +42,13 @@ impl EmbedEngine for Embedder {
 
 /// What the chat path needs of a model (a seam for tests).
 pub(crate) trait ChatEngine: Send {
+    /// Generate, passing every final piece of text to `on_text` as it is produced; the
+    /// pieces concatenate to the completion's `text`.
     fn complete(
         &mut self,
         messages: &[Message],
         params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str),
     ) -> plexus_inference::Result<Completion>;
 }
 
@@ -51,8 +57,9 @@ impl ChatEngine for ChatModel {
         &mut self,
         messages: &[Message],
         params: &GenerateParams,
+        on_text: &mut dyn FnMut(&str),
     ) -> plexus_inference::Result<Completion> {
-        self.chat_messages(messages, params, |_| {})
+        self.chat_messages(messages, params, on_text)
     }
 }
 
@@ -134,6 +141,9 @@ pub(crate) struct Work {
     pub model: Digest,
     pub max_units: u32,
     pub input: Input,
+    /// Where a chat job's text goes as it is generated (see [`crate::stream`]); ended with
+    /// the job's outcome.
+    pub stream: Option<Writer>,
 }
 
 #[derive(Debug)]
@@ -182,26 +192,38 @@ pub(crate) fn run(
     for w in work {
         let bytes = match w.input {
             Input::Unusable(error) => {
-                immediate.push(error_outcome(w.job, w.model, &error));
+                let outcome = error_outcome(w.job, w.model, &error);
+                end_stream(w.stream, &outcome);
+                immediate.push(outcome);
                 continue;
             }
             Input::Bytes(bytes) => bytes,
         };
         match models.get(&w.model).map(|m| &m.engine) {
-            None => immediate.push(Outcome::Failed {
-                job: w.job,
-                reason: format!(
-                    "model {} is not served by this provider",
-                    plexus_types::digest_hex(&w.model)
-                ),
-            }),
+            None => {
+                let outcome = Outcome::Failed {
+                    job: w.job,
+                    reason: format!(
+                        "model {} is not served by this provider",
+                        plexus_types::digest_hex(&w.model)
+                    ),
+                };
+                end_stream(w.stream, &outcome);
+                immediate.push(outcome);
+            }
             Some(Engine::Embedding(_)) => {
+                if let Some(stream) = w.stream {
+                    stream.finish(End::Error(format!(
+                        "job {} is not a chat job: it has no text to stream",
+                        w.job
+                    )));
+                }
                 embeds
                     .entry(w.model)
                     .or_default()
                     .push((w.job, w.max_units, bytes));
             }
-            Some(Engine::Chat(_)) => chats.push((w.job, w.model, w.max_units, bytes)),
+            Some(Engine::Chat(_)) => chats.push((w.job, w.model, w.max_units, bytes, w.stream)),
         }
     }
     if !immediate.is_empty() {
@@ -213,20 +235,37 @@ pub(crate) fn run(
             run_embeddings(model, engine.as_ref(), jobs, max_output, &mut emit);
         }
     }
-    for (job, hash, max_units, bytes) in chats {
+    for (job, hash, max_units, bytes, stream) in chats {
         let model = models.get(&hash).expect("grouped by served model");
         if let Engine::Chat(engine) = &model.engine {
             let mut engine = engine.lock().unwrap_or_else(|e| e.into_inner());
-            emit(vec![run_chat(
+            let outcome = run_chat(
                 model,
                 engine.as_mut(),
                 job,
                 max_units,
                 &bytes,
                 max_output,
-            )]);
+                stream.as_ref(),
+            );
+            end_stream(stream, &outcome);
+            emit(vec![outcome]);
         }
     }
+}
+
+/// End a job's stream, if it has one, as its outcome says: the finish reason of a chat
+/// output, else the error.
+fn end_stream(stream: Option<Writer>, outcome: &Outcome) {
+    let Some(stream) = stream else { return };
+    let end = match outcome {
+        Outcome::Done { output, .. } => End::of_output(output).map_or_else(
+            || End::Error("the job's output is not a chat output".into()),
+            |(_, end)| end,
+        ),
+        Outcome::Failed { reason, .. } => End::Error(reason.clone()),
+    };
+    stream.finish(end);
 }
 
 struct Ready {
@@ -341,12 +380,18 @@ fn run_chat(
     max_units: u32,
     bytes: &[u8],
     max_output: u32,
+    stream: Option<&Writer>,
 ) -> Outcome {
     let (messages, params) = match prepare_chat(bytes, max_units) {
         Ok(p) => p,
         Err(error) => return error_outcome(job, model.hash, &error),
     };
-    match engine.complete(&messages, &params) {
+    let mut on_text = |piece: &str| {
+        if let Some(stream) = stream {
+            stream.push(piece);
+        }
+    };
+    match engine.complete(&messages, &params, &mut on_text) {
         Ok(c) => {
             let units = u32::try_from(c.usage.completion_tokens)
                 .unwrap_or(u32::MAX)
@@ -516,7 +561,8 @@ pub(crate) mod fakes {
         }
     }
 
-    /// Echoes the last message, one token per character, up to max_tokens.
+    /// Echoes the last message, one token per character, up to max_tokens, streaming each
+    /// character as a piece.
     pub(crate) struct FakeChat;
 
     impl ChatEngine for FakeChat {
@@ -524,6 +570,7 @@ pub(crate) mod fakes {
             &mut self,
             messages: &[Message],
             params: &GenerateParams,
+            on_text: &mut dyn FnMut(&str),
         ) -> plexus_inference::Result<Completion> {
             let text: String = messages
                 .last()
@@ -532,6 +579,10 @@ pub(crate) mod fakes {
                 .chars()
                 .take(params.max_tokens)
                 .collect();
+            let mut piece = [0; 4];
+            for c in text.chars() {
+                on_text(c.encode_utf8(&mut piece));
+            }
             let n = text.chars().count();
             Ok(Completion {
                 tokens: (0..n as u32).collect(),
@@ -572,6 +623,7 @@ pub(crate) mod fakes {
 mod tests {
     use super::*;
     use crate::payload::ErrorOutput;
+    use crate::stream::{Event, Streams};
     use plexus_types::sha256;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -586,6 +638,7 @@ mod tests {
             model: sha256(&[model]),
             max_units,
             input: Input::Bytes(input.as_bytes().to_vec()),
+            stream: None,
         }
     }
 
@@ -702,6 +755,7 @@ mod tests {
                     model: sha256(&[b"embed"]),
                     max_units: 5,
                     input: Input::Unusable(ErrorOutput::new(codes::INPUT_UNAVAILABLE, "gone")),
+                    stream: None,
                 },
             ],
             1 << 20,
@@ -781,6 +835,86 @@ mod tests {
         assert_eq!(error_code(get(6)), codes::INVALID_INPUT);
     }
 
+    /// Every event of a stream until its end.
+    fn read_stream(streams: &Streams, job: &JobId) -> (Vec<String>, End) {
+        let mut reader = streams.subscribe(job).expect("the stream is kept");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut pieces = Vec::new();
+            loop {
+                match reader.next().await {
+                    Event::Delta(piece) => pieces.push(piece),
+                    Event::End(end) => return (pieces, end),
+                }
+            }
+        })
+    }
+
+    #[test]
+    fn chat_text_streams_in_order_and_ends_with_the_outcome() {
+        let models = models(Arc::new(AtomicUsize::new(0)));
+        let streams = Streams::new();
+        let msg = |text: &str, max_tokens: u32| {
+            format!(
+                r#"{{"messages":[{{"role":"user","content":"{text}"}}],"max_tokens":{max_tokens}}}"#
+            )
+        };
+        let streamed = |n: u8, input: &str, max_units: u32| Work {
+            stream: Some(streams.open(JobId::from_bytes([n; 32]))),
+            ..work(n, b"chat", max_units, input)
+        };
+        let outcomes = run_all(
+            &models,
+            vec![
+                streamed(1, &msg("héllo wörld", 100), 100),
+                streamed(2, &msg("hello", 100), 3),
+                streamed(3, &msg("hello", 0), 100),
+                Work {
+                    input: Input::Unusable(ErrorOutput::new(codes::INPUT_UNAVAILABLE, "gone")),
+                    ..streamed(4, "", 100)
+                },
+                streamed(5, &msg(&"hello ".repeat(8), 100), 100),
+            ],
+            // Job 5's output (373 bytes) is larger than this, job 1's (227) is not.
+            300,
+        );
+        let text = |j: u8| done_of(&outcomes[&JobId::from_bytes([j; 32])]).0["text"].clone();
+
+        let (pieces, end) = read_stream(&streams, &JobId::from_bytes([1; 32]));
+        assert_eq!(pieces.len(), "héllo wörld".chars().count());
+        assert_eq!(pieces.concat(), text(1).as_str().unwrap());
+        assert_eq!(
+            end,
+            End::Done {
+                finish_reason: "stop".into()
+            }
+        );
+
+        let (pieces, end) = read_stream(&streams, &JobId::from_bytes([2; 32]));
+        assert_eq!(pieces, vec!["h", "e", "l"]);
+        assert_eq!(pieces.concat(), text(2).as_str().unwrap());
+        assert_eq!(
+            end,
+            End::Done {
+                finish_reason: "length".into()
+            }
+        );
+
+        // Jobs whose output is an error stream no text, and end with the error.
+        let (pieces, end) = read_stream(&streams, &JobId::from_bytes([3; 32]));
+        assert!(pieces.is_empty());
+        assert!(matches!(end, End::Error(m) if m.starts_with("invalid_parameter: ")));
+        let (_, end) = read_stream(&streams, &JobId::from_bytes([4; 32]));
+        assert_eq!(end, End::Error("input_unavailable: gone".into()));
+        // Text streamed before the output turned out too large is followed by the error.
+        let (pieces, end) = read_stream(&streams, &JobId::from_bytes([5; 32]));
+        assert_eq!(pieces.concat(), "hello ".repeat(8));
+        assert!(matches!(end, End::Error(m) if m.starts_with("output_too_large: ")));
+    }
+
     #[test]
     fn chat_parameters_default_to_greedy() {
         let (messages, params) = prepare_chat(
@@ -839,15 +973,18 @@ mod tests {
                 model: embed_hash,
                 max_units: 1000,
                 input: Input::Bytes(input.clone().into_bytes()),
+                stream: None,
             })
             .collect();
         let chat_input =
             r#"{"messages":[{"role":"user","content":"What is 2+2?"}],"max_tokens":8}"#;
+        let streams = Streams::new();
         batch.push(Work {
             job: JobId::from_bytes([9; 32]),
             model: chat_hash,
             max_units: 8,
             input: Input::Bytes(chat_input.as_bytes().to_vec()),
+            stream: Some(streams.open(JobId::from_bytes([9; 32]))),
         });
         let outcomes = run_all(&models, batch, 1 << 20);
         for (i, t) in texts.iter().enumerate() {
@@ -864,6 +1001,15 @@ mod tests {
         }
         let first = done_of(&outcomes[&JobId::from_bytes([9; 32])]);
         assert!(first.1 >= 1 && first.1 <= 8);
+        // The model's pieces, streamed, are the committed text.
+        let (pieces, end) = read_stream(&streams, &JobId::from_bytes([9; 32]));
+        assert_eq!(pieces.concat(), first.0["text"].as_str().unwrap());
+        assert_eq!(
+            end,
+            End::Done {
+                finish_reason: first.0["finish_reason"].as_str().unwrap().into()
+            }
+        );
         let again = run_all(
             &models,
             vec![Work {
@@ -871,6 +1017,7 @@ mod tests {
                 model: chat_hash,
                 max_units: 8,
                 input: Input::Bytes(chat_input.as_bytes().to_vec()),
+                stream: None,
             }],
             1 << 20,
         );

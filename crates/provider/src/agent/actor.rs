@@ -7,6 +7,7 @@ use crate::payload::{ErrorOutput, codes};
 use crate::runner::{self, Input, Models, Outcome, Work};
 use crate::serve::{self, ServeState};
 use crate::store::{Record, Store};
+use crate::stream::Streams;
 use futures::StreamExt;
 use plexus_client::{Client, ClientError, JobView};
 use plexus_inference::catalog::{self, ModelKind};
@@ -195,11 +196,14 @@ impl Provider {
             store,
         } = self;
         let outputs = lock(&store).outputs();
+        let streams = Streams::new();
         let app = serve::app(ServeState {
             outputs,
             provider: address,
             records: store.clone(),
             client: client.clone(),
+            streams: streams.clone(),
+            stream_wait: serve::STREAM_WAIT,
         });
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let mut server = tokio::spawn(async move {
@@ -213,7 +217,7 @@ impl Provider {
         let mut feed_open = true;
         let (results, mut outcomes) = mpsc::unbounded_channel();
         let mut worker: Option<JoinHandle<()>> = None;
-        let mut actor = Actor::new(client, key, address, chain, models, store);
+        let mut actor = Actor::new(client, key, address, chain, models, store, streams);
         let mut shutdown = std::pin::pin!(shutdown);
         info!(%address, %local_addr, %endpoint, "provider running");
 
@@ -250,6 +254,9 @@ impl Provider {
             actor.round().await;
         };
 
+        // Queued jobs' streams end now (their writers go with the backlog), so readers do not
+        // hold the server open.
+        drop(actor);
         let _ = stop_server.send(());
         if !server.is_finished()
             && tokio::time::timeout(SERVER_DRAIN, &mut server)
@@ -556,6 +563,8 @@ struct Actor {
     chain: ChainInfo,
     models: Arc<Models>,
     store: Arc<Mutex<Store>>,
+    /// Live chat streams, read by the output server.
+    streams: Streams,
     /// The last finalized height a round ran at.
     height: Option<u64>,
     /// Jobs the chain held for this provider at that height.
@@ -582,6 +591,7 @@ impl Actor {
         chain: ChainInfo,
         models: Arc<Models>,
         store: Arc<Mutex<Store>>,
+        streams: Streams,
     ) -> Self {
         Self {
             client,
@@ -590,6 +600,7 @@ impl Actor {
             chain,
             models,
             store,
+            streams,
             height: None,
             listed: BTreeSet::new(),
             pending: BTreeMap::new(),
@@ -820,6 +831,11 @@ impl Actor {
                 self.failed.insert(job.id);
                 continue;
             };
+            // Chat text streams to the owner from the moment the job is queued here.
+            let chat = self
+                .models
+                .get(&model)
+                .is_some_and(|m| m.kind == ModelKind::Chat);
             self.backlog.insert(
                 job.id,
                 Work {
@@ -827,6 +843,7 @@ impl Actor {
                     model,
                     max_units: job.max_units,
                     input,
+                    stream: chat.then(|| self.streams.open(job.id)),
                 },
             );
         }

@@ -37,6 +37,12 @@
 //! go through one `embed` call per model. The actor keeps committing and revealing while a
 //! batch runs.
 //!
+//! A chat job's [stream](crate::stream) opens when its input is fetched (so its owner can
+//! attach while it waits for a batch); the model's text goes into it piece by piece as it is
+//! generated, and it ends when the job's outcome is known, before the record is written and
+//! the commit sent. The owner reads it live from `GET /jobs/{id}/stream` on the provider's
+//! endpoint; it is never on chain, and only the committed output counts.
+//!
 //! Transactions are signed here and sent one after another from the actor, with consecutive
 //! nonces starting at the account's `next_nonce`. A job's commit or reveal is not sent again
 //! while one is pending; a nonce error (`stale_nonce`, `nonce_gap`, another client using the

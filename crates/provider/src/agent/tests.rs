@@ -637,7 +637,15 @@ async fn serves_jobs_end_to_end() {
 
     // Once settled and gone for a while, the records are deleted.
     node.mock.lock().unwrap().settle_revealed();
-    until("records pruned", || !record_file.exists()).await;
+    // The record goes first, then the output.
+    let output_file = dir
+        .0
+        .join("outputs")
+        .join(views[&e1].output_hash.as_ref().unwrap());
+    until("records pruned", || {
+        !record_file.exists() && !output_file.exists()
+    })
+    .await;
     let served = http
         .get(format!(
             "http://{addr}/blobs/{}",
@@ -726,4 +734,88 @@ async fn the_feed_follows_block_events_and_reports_when_they_are_missing() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!feed.is_live());
     assert_eq!(*feed.heights.borrow(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owner_streams_a_chat_job_before_it_is_committed() {
+    let key = key_from_seed(13);
+    let me = Address::from(&key.public_key());
+    let owner = key_from_seed(14);
+    let node = node(me, true).await;
+    let dir = TempDir::new("agent-stream");
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(Arc::new(AtomicUsize::new(0)), 0.0),
+    )
+    .await
+    .unwrap();
+    let endpoint = plexus_client::Client::new(provider.endpoint());
+    let (stop, task) = spawn(provider);
+    // Posted, not yet assigned: the owner asks for the stream before the provider knows
+    // the job.
+    let job = {
+        let mut chain = node.mock.lock().unwrap();
+        let job = chain.assign(
+            4,
+            b"chat",
+            br#"{"messages":[{"role":"user","content":"hello"}],"max_tokens":3}"#,
+            10,
+            me,
+            true,
+        );
+        let view = chain.jobs.get_mut(&job).unwrap();
+        view.owner = Address::from(&owner.public_key());
+        view.status = "queued".into();
+        view.provider = None;
+        job
+    };
+    let reader = tokio::spawn({
+        let owner = owner.clone();
+        async move {
+            let mut stream = endpoint.stream_result(&owner, &job).await.unwrap();
+            let mut events = Vec::new();
+            while let Some(event) = stream.next().await.unwrap() {
+                events.push(event);
+            }
+            events
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    {
+        let mut chain = node.mock.lock().unwrap();
+        let height = chain.height;
+        let view = chain.jobs.get_mut(&job).unwrap();
+        view.status = "assigned".into();
+        view.provider = Some(me);
+        view.deadline = Height::new(height + COMMIT_TIMEOUT);
+    }
+    let events = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    use plexus_client::StreamEvent;
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::Delta("h".into()),
+            StreamEvent::Delta("e".into()),
+            StreamEvent::Delta("l".into()),
+            StreamEvent::Done {
+                finish_reason: "length".into()
+            },
+        ]
+    );
+    // What was streamed is what gets committed and revealed.
+    until("revealed", || {
+        node.mock.lock().unwrap().jobs[&job].status == "revealed"
+    })
+    .await;
+    let output = {
+        let chain = node.mock.lock().unwrap();
+        chain.blobs[chain.jobs[&job].output_hash.as_ref().unwrap()].clone()
+    };
+    let output: Value = serde_json::from_slice(&output).unwrap();
+    assert_eq!(output["text"], "hel");
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
 }
