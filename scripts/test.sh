@@ -19,4 +19,6 @@ if [ "${PLEXUS_SKIP_MODELS:-0}" != "1" ]; then
   cargo test --release --locked -p plexus-inference -p plexus-provider -- --ignored
   echo "== end-to-end: jobs through a devnet with provider processes"
   cargo test --release --locked -p plexus-cli --test jobs -- --ignored
+  echo "== end-to-end: the official openai Python client against a devnet's gateway"
+  scripts/openai_e2e.sh
 fi

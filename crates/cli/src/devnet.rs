@@ -119,6 +119,28 @@ pub struct DevnetFile {
     /// Providers started by the devnet, with the URL where each serves its outputs.
     #[serde(default)]
     pub providers: Vec<DevProvider>,
+    /// The OpenAI-compatible gateway's base URL (ending in `/v1`), once it is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// An API key of the gateway bound to the first dev account (`alice`), unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+/// Serialises the read-modify-write updates of `devnet.json` from the devnet's threads.
+static DEVNET_FILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Apply `change` to the `devnet.json` in `dir` (written already by the devnet's start).
+pub fn update_devnet_file(dir: &Path, change: impl FnOnce(&mut DevnetFile)) -> Result<DevnetFile> {
+    let _guard = DEVNET_FILE.lock().unwrap_or_else(|e| e.into_inner());
+    let path = dir.join("devnet.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut file: DevnetFile =
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+    change(&mut file);
+    write_json_atomic(&path, &file)?;
+    Ok(file)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,6 +166,7 @@ pub struct DevnetOptions {
     pub p2p_port: u16,
     pub block_time_ms: u64,
     pub providers: usize,
+    pub gateway_port: u16,
 }
 
 /// Create the devnet's files on first run; reuse them after.
@@ -229,7 +252,10 @@ pub fn write_devnet_file(
             })
             .collect(),
         providers,
+        gateway: None,
+        api_key: None,
     };
+    let _guard = DEVNET_FILE.lock().unwrap_or_else(|e| e.into_inner());
     write_json_atomic(&dir.join("devnet.json"), &file)?;
     Ok(file)
 }
@@ -237,13 +263,7 @@ pub fn write_devnet_file(
 /// Start the devnet's providers on their own thread and runtime once the node's RPC is up:
 /// install the models if missing, start each provider (it registers on chain), then rewrite
 /// `devnet.json` with them. Failures are reported and leave the chain running without them.
-pub fn start_providers(
-    dir: PathBuf,
-    config: NodeConfig,
-    config_path: PathBuf,
-    rpc: SocketAddr,
-    count: usize,
-) {
+pub fn start_providers(dir: PathBuf, rpc: SocketAddr, count: usize) {
     std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -257,20 +277,14 @@ pub fn start_providers(
             }
         };
         runtime.block_on(async move {
-            if let Err(e) = run_providers(&dir, &config, &config_path, rpc, count).await {
+            if let Err(e) = run_providers(&dir, rpc, count).await {
                 eprintln!("error: devnet providers stopped: {e:#}");
             }
         });
     });
 }
 
-async fn run_providers(
-    dir: &Path,
-    config: &NodeConfig,
-    config_path: &Path,
-    rpc: SocketAddr,
-    count: usize,
-) -> Result<()> {
+async fn run_providers(dir: &Path, rpc: SocketAddr, count: usize) -> Result<()> {
     let models_dir = catalog::models_dir(None);
     let names: Vec<String> = catalog::CATALOG
         .iter()
@@ -323,13 +337,7 @@ async fn run_providers(
         started.push(provider);
     }
     // Add the providers to the devnet.json already written (it lists the validators).
-    let path = dir.join("devnet.json");
-    let mut file = match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str::<DevnetFile>(&text)?,
-        Err(_) => write_devnet_file(dir, config, config_path, rpc, Vec::new())?,
-    };
-    file.providers = entries;
-    write_json_atomic(&path, &file)?;
+    let file = update_devnet_file(dir, |file| file.providers = entries)?;
     for p in &file.providers {
         eprintln!(
             "devnet: provider {} ({}) serving {} at {}",
@@ -346,5 +354,71 @@ async fn run_providers(
     for result in futures::future::join_all(runs).await {
         result?;
     }
+    Ok(())
+}
+
+/// The gateway's directory in a devnet, and the file keeping the devnet's API key.
+fn gateway_dir(dir: &Path) -> PathBuf {
+    dir.join("gateway")
+}
+
+/// The devnet's API key: created on first run for the first dev account, reused after.
+fn devnet_api_key(dir: &Path) -> Result<String> {
+    let gateway_dir = gateway_dir(dir);
+    let secret_file = gateway_dir.join("devnet-api-key");
+    if let Ok(secret) = std::fs::read_to_string(&secret_file) {
+        return Ok(secret.trim().to_string());
+    }
+    let account = dir.join("keys").join(format!("{}.key", DEV_ACCOUNTS[0]));
+    let (_, secret) = plexus_gateway::keys::create(&gateway_dir, &account, "devnet", None)?;
+    std::fs::write(&secret_file, format!("{secret}\n"))
+        .with_context(|| format!("cannot write {}", secret_file.display()))?;
+    Ok(secret)
+}
+
+/// Start the OpenAI-compatible gateway on its own thread and runtime, in front of the node at
+/// `rpc`, and add its URL and API key to `devnet.json`. Failures are reported and leave the
+/// devnet running without it.
+pub fn start_gateway(dir: PathBuf, rpc: SocketAddr, port: u16) {
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: cannot start the gateway's runtime: {e}");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            if let Err(e) = run_gateway(&dir, rpc, port).await {
+                eprintln!("error: devnet gateway stopped: {e:#}");
+            }
+        });
+    });
+}
+
+async fn run_gateway(dir: &Path, rpc: SocketAddr, port: u16) -> Result<()> {
+    let api_key = devnet_api_key(dir)?;
+    let gateway = plexus_gateway::Gateway::bind(plexus_gateway::GatewayConfig {
+        rpc: format!("http://{rpc}"),
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        dir: gateway_dir(dir),
+        job_timeout: std::time::Duration::from_secs(120),
+        price_multiplier: 2,
+    })
+    .await?;
+    let url = gateway.base_url();
+    update_devnet_file(dir, |file| {
+        file.gateway = Some(url.clone());
+        file.api_key = Some(api_key.clone());
+    })?;
+    eprintln!(
+        "devnet: OpenAI-compatible gateway at {url} (api key in devnet.json, paid by {})",
+        DEV_ACCOUNTS[0]
+    );
+    gateway.run(std::future::pending()).await?;
     Ok(())
 }

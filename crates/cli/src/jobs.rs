@@ -2,12 +2,10 @@
 
 use crate::{RpcArgs, keys};
 use anyhow::{Context, Result, anyhow, bail};
-use plexus_client::{Client, JobView};
+use plexus_client::{Client, JobView, OutputCheck, ReceiptReport, fetch_output};
 use plexus_inference::catalog;
 use plexus_provider::payload::{self, ChatInput, EmbedInput, Message};
-use plexus_types::{
-    Action, Address, Amount, Digest, JobId, Receipt, Signature, digest_hex, parse_digest,
-};
+use plexus_types::{Action, Address, Amount, Digest, JobId, digest_hex, parse_digest};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -253,20 +251,25 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
     out["status"] = json!(job.status);
     match job.status.as_str() {
         "settled" => {
-            let result = match early {
+            let (from, result) = match early {
                 Some((early, ms)) => {
                     // The commitment bound the provider: the reveal must name these bytes.
                     if job.output_hash.as_deref() != Some(digest_hex(&early.output_hash).as_str()) {
                         bail!("job {id}: the revealed output differs from the committed one");
                     }
                     out["result_ms"] = json!(ms);
-                    early.output
+                    ("the provider, before the reveal", early.output)
                 }
-                None => fetch_output(&client, &job).await?,
+                None => ("the node or provider", fetch_output(&client, &job).await?),
             };
             out["settled_ms"] = json!(started.elapsed().as_millis());
             out["result"] = serde_json::from_slice(&result).unwrap_or(Value::Null);
-            out["receipt"] = receipt_json(&client, &job).await?;
+            let output = OutputCheck::Fetched {
+                from: from.into(),
+                bytes: result,
+            };
+            let chain_id = client.status().await?.chain_id;
+            out["receipt"] = serde_json::to_value(ReceiptReport::new(&chain_id, &job, &output))?;
         }
         _ => {
             out["refund"] = serde_json::to_value(&job.refund)?;
@@ -423,89 +426,24 @@ fn print_result_summary(output: &[u8]) {
     }
 }
 
-/// The job's output bytes, from the node's payload store or else the provider's endpoint,
-/// checked against the output hash on chain.
-async fn fetch_output(client: &Client, job: &JobView) -> Result<Vec<u8>> {
-    let hash = job
-        .output_hash
-        .as_deref()
-        .ok_or_else(|| anyhow!("job {} has no revealed output yet", job.id))?;
-    let hash = parse_digest(hash)?;
-    match client.get_blob(&hash).await {
-        Ok(bytes) => Ok(bytes),
-        Err(node_err) => {
-            let provider = job
-                .provider
-                .ok_or_else(|| anyhow!("job {} has no provider", job.id))?;
-            let info = client.provider(&provider).await?;
-            let endpoint = info["endpoint"].as_str().unwrap_or_default();
-            Client::new(endpoint).get_blob(&hash).await.map_err(|e| {
-                anyhow!(
-                    "output {} unavailable: node: {node_err}; provider {endpoint}: {e}",
-                    digest_hex(&hash)
-                )
-            })
-        }
-    }
-}
-
-/// The receipt of a settled job, with its provider signature checked.
-async fn receipt_json(client: &Client, job: &JobView) -> Result<Value> {
-    let status = client.status().await?;
-    let provider: Address = job
-        .provider
-        .ok_or_else(|| anyhow!("job {} has no provider", job.id))?;
-    let output_hash = parse_digest(job.output_hash.as_deref().unwrap_or_default())?;
-    let receipt = Receipt {
-        chain_id: status.chain_id.clone(),
-        job: job.id,
-        model: parse_digest(&job.model)?,
-        input_hash: parse_digest(&job.input_hash)?,
-        output_hash,
-        output_size: job.output_size,
-        units: job.units,
-        unit_price: job.unit_price,
-        provider,
-    };
-    let signature_hex = job.receipt_signature.clone().unwrap_or_default();
-    let signature_valid = hex::decode(&signature_hex)
-        .ok()
-        .and_then(|b| {
-            use commonware_codec::DecodeExt;
-            Signature::decode(bytes::Bytes::from(b)).ok()
-        })
-        .is_some_and(|s| receipt.verify(&s));
-    let settlement = job.settlement.as_ref();
-    Ok(json!({
-        "chain_id": receipt.chain_id,
-        "job": job.id,
-        "model_hash": job.model,
-        "input_hash": job.input_hash,
-        "output_hash": digest_hex(&output_hash),
-        "output_size": job.output_size,
-        "units": job.units,
-        "unit_price": job.unit_price,
-        "price": receipt.price(),
-        "provider": provider,
-        "provider_signature": signature_hex,
-        "signature_valid": signature_valid,
-        "settlement_height": settlement.map(|s| s.height),
-        "protocol_fee": settlement.map(|s| s.fee),
-        "refund": settlement.map(|s| s.refund),
-    }))
-}
-
 pub async fn show(id: String, output: bool, rpc: RpcArgs) -> Result<()> {
     let id: JobId = id.parse().map_err(|e| anyhow!("job id: {e}"))?;
     let client = Client::new(&rpc.rpc);
     let job = client.job(&id).await?;
     let mut out = serde_json::to_value(&job)?;
-    if job.status == "settled" {
-        out["receipt"] = receipt_json(&client, &job).await?;
-    }
-    if output && job.output_hash.is_some() {
+    let output = if output && job.output_hash.is_some() {
         let bytes = fetch_output(&client, &job).await?;
         out["result"] = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        OutputCheck::Fetched {
+            from: "the node or provider".into(),
+            bytes,
+        }
+    } else {
+        OutputCheck::NotAsked
+    };
+    if job.status == "settled" {
+        let chain_id = client.status().await?.chain_id;
+        out["receipt"] = serde_json::to_value(ReceiptReport::new(&chain_id, &job, &output))?;
     }
     if rpc.json {
         outln!("{}", serde_json::to_string_pretty(&out)?);

@@ -17,10 +17,13 @@ macro_rules! outln {
 
 mod chainbench;
 mod devnet;
+mod gateway;
+mod gatewaybench;
 mod infer;
 mod jobbench;
 mod jobs;
 mod keys;
+mod receipt;
 mod testnet;
 
 use anyhow::{Context, Result, bail};
@@ -98,6 +101,10 @@ enum Command {
         /// --p2p-port); more than one lays the directory out as `plexus testnet init` does.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
         validators: u16,
+        /// Port of the OpenAI-compatible gateway on 127.0.0.1 (0 picks a free one); its URL
+        /// and an API key paid by the first dev account go into devnet.json.
+        #[arg(long, default_value_t = 8080)]
+        gateway_port: u16,
     },
     /// Create the files of an N-validator network (genesis, keys, one config per validator).
     Testnet {
@@ -156,6 +163,11 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobCommand,
     },
+    /// Check a job's receipt against any node: provider signature, settlement, output bytes.
+    Receipt {
+        #[command(subcommand)]
+        command: receipt::ReceiptCommand,
+    },
     /// Registered providers: models, capacity, stake, reputation.
     Providers {
         #[command(flatten)]
@@ -166,6 +178,9 @@ enum Command {
         #[command(flatten)]
         rpc: RpcArgs,
     },
+    /// Serve the OpenAI-compatible API (`plexus gateway`), or manage its API keys
+    /// (`plexus gateway keys create|list|revoke`).
+    Gateway(gateway::GatewayArgs),
     /// Sell compute: run a provider that serves the jobs the chain assigns to it.
     Provider {
         #[command(subcommand)]
@@ -202,6 +217,9 @@ enum BenchCommand {
     /// Embedding jobs/s through the chain at saturation vs the same inference in this
     /// process, and the latency a job adds (needs a devnet with providers).
     Jobs(jobbench::JobBenchArgs),
+    /// Chat through the OpenAI gateway (streaming) vs the same generation in this process:
+    /// time to first token and tokens/s (needs a devnet with providers and its gateway).
+    Gateway(gatewaybench::GatewayBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -336,6 +354,7 @@ fn run(cli: Cli) -> Result<()> {
             block_time_ms,
             providers,
             validators,
+            gateway_port,
         } if validators > 1 => run_multi_devnet(
             testnet::InitArgs {
                 validators,
@@ -347,6 +366,7 @@ fn run(cli: Cli) -> Result<()> {
                 json: false,
             },
             providers as usize,
+            gateway_port,
         ),
         Command::Devnet {
             dir,
@@ -355,12 +375,14 @@ fn run(cli: Cli) -> Result<()> {
             block_time_ms,
             providers,
             validators: _,
+            gateway_port,
         } => run_devnet(devnet::DevnetOptions {
             dir,
             rpc_port,
             p2p_port,
             block_time_ms,
             providers: providers as usize,
+            gateway_port,
         }),
         Command::Testnet {
             command: TestnetCommand::Init(args),
@@ -403,6 +425,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Keys { command } => run_keys(command),
+        Command::Gateway(args) => gateway::run(args),
         Command::Models { command } => infer::run_models(command),
         Command::Infer { command } => infer::run_infer(command),
         Command::Bench {
@@ -466,7 +489,7 @@ fn run_provider(args: ProviderRunArgs) -> Result<()> {
 /// `plexus devnet --validators N`: the network of `plexus testnet init` (created on first
 /// run, reused after), every validator on its own thread of this process, providers on
 /// validator 0.
-fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
+fn run_multi_devnet(args: testnet::InitArgs, providers: usize, gateway_port: u16) -> Result<()> {
     if !args.dir.join("testnet.json").exists() {
         testnet::init(&args)?;
     }
@@ -511,6 +534,8 @@ fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
             })
             .collect(),
         providers: Vec::new(),
+        gateway: None,
+        api_key: None,
     };
     devnet::write_json_atomic(&dir.join("devnet.json"), &file)?;
     outln!(
@@ -523,14 +548,9 @@ fn run_multi_devnet(args: testnet::InitArgs, providers: usize) -> Result<()> {
     }
     outln!("  devnet.json {}", dir.join("devnet.json").display());
     if providers > 0 {
-        devnet::start_providers(
-            dir.clone(),
-            first_config.clone(),
-            first.config.clone(),
-            addresses[&0],
-            providers,
-        );
+        devnet::start_providers(dir.clone(), addresses[&0], providers);
     }
+    devnet::start_gateway(dir.clone(), addresses[&0], gateway_port);
     for t in threads {
         let _ = t.join();
     }
@@ -542,16 +562,8 @@ fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
     let dir = options.dir.canonicalize()?;
     let node_config = config.clone();
     let providers = options.providers;
+    let gateway_port = options.gateway_port;
     let on_ready = Box::new(move |address| {
-        if providers > 0 {
-            devnet::start_providers(
-                dir.clone(),
-                node_config.clone(),
-                config_path.clone(),
-                address,
-                providers,
-            );
-        }
         match devnet::write_devnet_file(&dir, &node_config, &config_path, address, Vec::new()) {
             Ok(file) => {
                 outln!("plexus devnet running (chain {})", file.chain_id);
@@ -570,8 +582,15 @@ fn run_devnet(options: devnet::DevnetOptions) -> Result<()> {
                 outln!("try: plexus status --rpc {}", file.rpc);
                 outln!("stop with Ctrl-C; run again with the same --dir to continue the chain");
             }
-            Err(e) => eprintln!("error: cannot write devnet.json: {e:#}"),
+            Err(e) => {
+                eprintln!("error: cannot write devnet.json: {e:#}");
+                return;
+            }
         }
+        if providers > 0 {
+            devnet::start_providers(dir.clone(), address, providers);
+        }
+        devnet::start_gateway(dir.clone(), address, gateway_port);
     });
     plexus_node::run(config, Some(on_ready))?;
     Ok(())
@@ -713,15 +732,20 @@ async fn run_rpc_command(command: Command) -> Result<()> {
         Command::Bench {
             command: BenchCommand::Jobs(args),
         } => jobbench::run(args).await?,
+        Command::Bench {
+            command: BenchCommand::Gateway(args),
+        } => gatewaybench::run(args).await?,
         Command::Job { command } => match command {
             jobs::JobCommand::Submit(args) => jobs::submit(args).await?,
             jobs::JobCommand::Show { id, output, rpc } => jobs::show(id, output, rpc).await?,
         },
+        Command::Receipt { command } => receipt::run(command).await?,
         Command::Providers { rpc } => jobs::providers(rpc).await?,
         Command::Prices { rpc } => jobs::prices(rpc).await?,
         Command::Devnet { .. }
         | Command::Testnet { .. }
         | Command::Provider { .. }
+        | Command::Gateway(_)
         | Command::Node { .. }
         | Command::Keys { .. }
         | Command::Models { .. }

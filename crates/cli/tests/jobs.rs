@@ -258,6 +258,22 @@ fn jobs_settle_exactly_reassign_after_a_crash_and_price_follows_load() {
     ]);
     assert_eq!(shown["status"], "settled");
     assert_eq!(shown["settlement"]["payment"], receipt["price"]);
+    // Anyone can check the receipt against the chain: signature, settlement, output bytes.
+    let verified = cli_json(&[
+        "receipt",
+        "verify",
+        job["job"].as_str().unwrap(),
+        "--rpc",
+        &rpc,
+        "--json",
+    ]);
+    assert_eq!(verified["status"], "verified", "{verified}");
+    assert_eq!(verified["output_checked"], true, "{verified}");
+    assert_eq!(verified["price"], receipt["price"]);
+    assert_eq!(
+        verified["provider_signature"],
+        receipt["provider_signature"]
+    );
 
     // --- a burst raises the price; it falls back once the work is done ---
     let min_price = base_price(&rpc);

@@ -48,6 +48,7 @@ impl Devnet {
             .args(["--p2p-port", &p2p_port.to_string()])
             .args(["--block-time-ms", "100"])
             .args(["--providers", "0"])
+            .args(["--gateway-port", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,6 +74,22 @@ impl Devnet {
     pub fn file(&self) -> Value {
         serde_json::from_str(&std::fs::read_to_string(self.dir.join("devnet.json")).unwrap())
             .unwrap()
+    }
+
+    /// The gateway's base URL and API key, once the devnet has written them.
+    pub fn gateway(&self) -> (String, String) {
+        let started = Instant::now();
+        loop {
+            let file = self.file();
+            if let (Some(url), Some(key)) = (file["gateway"].as_str(), file["api_key"].as_str()) {
+                return (url.to_string(), key.to_string());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the devnet's gateway did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn kill9(&mut self) {
