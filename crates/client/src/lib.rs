@@ -299,27 +299,7 @@ impl Client {
         job: &JobId,
         commitment: &Digest,
     ) -> Result<EarlyResult> {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let response = self
-            .http
-            .get(format!("{}/jobs/{job}/result", self.base))
-            .header(
-                plexus_types::RESULT_AUTH_HEADER,
-                plexus_types::result_request_auth(owner, job, unix_ms),
-            )
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(self
-                .parse::<Value>(response)
-                .await
-                .err()
-                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
-        }
+        let response = self.owner_get(owner, job, "result").await?;
         let header = |name: &str| {
             response
                 .headers()
@@ -355,6 +335,38 @@ impl Client {
             salt,
             units,
         })
+    }
+
+    /// On a provider's endpoint: `GET /jobs/{id}/{what}` signed as the job's `owner`
+    /// ([`RESULT_AUTH_HEADER`](plexus_types::RESULT_AUTH_HEADER)); a refusal is an error.
+    pub(crate) async fn owner_get(
+        &self,
+        owner: &PrivateKey,
+        job: &JobId,
+        what: &str,
+    ) -> Result<reqwest::Response> {
+        let unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let response = self
+            .http
+            .get(format!("{}/jobs/{job}/{what}", self.base))
+            .header(
+                plexus_types::RESULT_AUTH_HEADER,
+                plexus_types::result_request_auth(owner, job, unix_ms),
+            )
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            return Err(self
+                .parse::<Value>(response)
+                .await
+                .err()
+                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
+        }
+        Ok(response)
     }
 
     /// Submit a signed transaction; returns its hash once the mempool accepted it.

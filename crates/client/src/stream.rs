@@ -44,28 +44,8 @@ impl Client {
     /// `unknown_job`; other refusals are [`ClientError::Api`] too (`not_streamable` for a
     /// job that is not chat).
     pub async fn stream_result(&self, owner: &PrivateKey, job: &JobId) -> Result<ResultStream> {
-        let unix_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let url = format!("{}/jobs/{job}/stream", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .header(
-                plexus_types::RESULT_AUTH_HEADER,
-                plexus_types::result_request_auth(owner, job, unix_ms),
-            )
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !response.status().is_success() {
-            let status = response.status();
-            return Err(self
-                .parse::<Value>(response)
-                .await
-                .err()
-                .unwrap_or_else(|| ClientError::Decode(format!("HTTP {status}"))));
-        }
+        let response = self.owner_get(owner, job, "stream").await?;
         Ok(ResultStream {
             response,
             url,
