@@ -54,7 +54,13 @@ def wait_for(what, timeout, probe):
         time.sleep(0.5)
 
 
-info = wait_for("the gateway in devnet.json", 120, lambda: devnet().get("gateway") and devnet())
+# Both providers up (each loads and hashes the models; a provider that gets a job while the
+# other is still loading competes with it for the CPU).
+info = wait_for(
+    "the gateway and both providers in devnet.json",
+    600,
+    lambda: devnet().get("gateway") and len(devnet().get("providers", [])) == 2 and devnet(),
+)
 rpc = info["rpc"]
 client = OpenAI(base_url=info["gateway"], api_key=info["api_key"], max_retries=0, timeout=180)
 
@@ -81,7 +87,7 @@ def served():
     return ids >= {EMBED, CHAT} and ids
 
 
-ids = wait_for("both models to have providers", 600, served)
+ids = wait_for("both models to have providers", 120, served)
 check(client.models.retrieve(CHAT).id == CHAT, "retrieve a model")
 print(f"models: {sorted(ids)}")
 
@@ -137,6 +143,14 @@ code, out, err = run("infer", "chat", "--model", CHAT, "--prompt", question[0]["
 check(code == 0, err)
 check(json.loads(out)["text"] == answer, "the network's answer is local greedy decoding's")
 print(f"chat: {answer!r}")
+
+# A long generation takes several seconds: its commit deadline stretches with its size, so the
+# provider is paid, not penalised (checked at the end).
+story = client.chat.completions.create(
+    model=CHAT, messages=[{"role": "user", "content": "Write a long story about a lighthouse keeper."}],
+    max_tokens=128,
+)
+check(story.usage.completion_tokens > 64, f"a long generation completes: {story.usage}")
 
 # Streaming: tokens arrive in several chunks and add up to the same answer.
 stream = client.chat.completions.create(
@@ -204,4 +218,8 @@ with urllib.request.urlopen(f"{info['gateway']}/receipts/{chat_receipt}") as r:
 check(served_report["status"] == "verified", "the gateway serves the same receipt")
 print(f"receipts: {embed_receipt[:16]}... and {chat_receipt[:16]}... verified")
 
+code, out, err = run("providers", "--rpc", rpc, "--json")
+check(code == 0, err)
+for p in json.loads(out)["providers"]:
+    check(p["reputation"] == 10000, f"no provider missed a deadline: {p}")
 print(f"openai e2e: {checks} checks passed")

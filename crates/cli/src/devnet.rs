@@ -26,6 +26,11 @@ pub const DEV_MISS_PENALTY: u128 = 100_000_000;
 /// Starting (and lowest) price per unit: per input token (embeddings), per output token (chat).
 pub const DEV_EMBED_MIN_PRICE: u128 = 1_000;
 pub const DEV_CHAT_MIN_PRICE: u128 = 10_000;
+/// Commit deadlines grow with the work: 3 blocks per generated token (at 200 ms blocks,
+/// providers must sustain 1.7 tokens/s; the CPU does 15-20), and 1 block per 50 input tokens
+/// to embed (250 tokens/s; the CPU does thousands).
+pub const DEV_CHAT_BLOCKS_PER_1000_TOKENS: u64 = 3_000;
+pub const DEV_EMBED_BLOCKS_PER_1000_TOKENS: u64 = 20;
 
 /// The development genesis: the dev accounts and providers (keys written to `keys_dir`), the
 /// given validators (each funded and staked), both catalogue models, devnet parameters.
@@ -81,15 +86,19 @@ pub fn genesis_models() -> Result<Vec<GenesisModel>> {
     catalog::CATALOG
         .iter()
         .map(|spec| {
-            let (kind, unit, min_price) = match spec.kind {
+            let (kind, unit, min_price, blocks_per_1000_units) = match spec.kind {
                 catalog::ModelKind::Embedding => (
                     ModelKind::Embedding,
                     WorkUnit::InputTokens,
                     DEV_EMBED_MIN_PRICE,
+                    DEV_EMBED_BLOCKS_PER_1000_TOKENS,
                 ),
-                catalog::ModelKind::Chat => {
-                    (ModelKind::Chat, WorkUnit::OutputTokens, DEV_CHAT_MIN_PRICE)
-                }
+                catalog::ModelKind::Chat => (
+                    ModelKind::Chat,
+                    WorkUnit::OutputTokens,
+                    DEV_CHAT_MIN_PRICE,
+                    DEV_CHAT_BLOCKS_PER_1000_TOKENS,
+                ),
             };
             Ok(GenesisModel {
                 hash: parse_digest(&spec.model_hash())?,
@@ -97,6 +106,7 @@ pub fn genesis_models() -> Result<Vec<GenesisModel>> {
                 kind,
                 unit,
                 min_price: Amount::new(min_price),
+                blocks_per_1000_units,
             })
         })
         .collect()

@@ -2,7 +2,7 @@ use crate::encode::Encoder;
 use plexus_types::{Address, Amount, Digest, ModelKind, WorkUnit};
 
 /// Domain separation for [`Genesis::digest`].
-const GENESIS_NAMESPACE: &[u8] = b"_PLEXUS_GENESIS_V2";
+const GENESIS_NAMESPACE: &[u8] = b"_PLEXUS_GENESIS_V3";
 
 /// Protocol parameters, fixed at genesis. Fields added after the first version have serde
 /// defaults, so an older genesis file still reads (with those defaults).
@@ -86,6 +86,10 @@ pub mod defaults {
     pub fn max_queued_jobs() -> u32 {
         10_000
     }
+    /// A model registered without a speed: deadlines are `commit_timeout` alone.
+    pub fn blocks_per_1000_units() -> u64 {
+        0
+    }
 }
 
 impl Params {
@@ -165,6 +169,10 @@ pub struct GenesisModel {
     pub kind: ModelKind,
     pub unit: WorkUnit,
     pub min_price: Amount,
+    /// Blocks the slowest acceptable provider needs per 1000 units; stretches commit
+    /// deadlines (0: no stretch).
+    #[serde(default = "defaults::blocks_per_1000_units")]
+    pub blocks_per_1000_units: u64,
 }
 
 /// Everything the chain starts from.
@@ -198,6 +206,7 @@ impl Genesis {
             enc.u8(model.kind.tag());
             enc.u8(model.unit.tag());
             enc.amount(model.min_price);
+            enc.u64(model.blocks_per_1000_units);
         }
         enc.finish()
     }

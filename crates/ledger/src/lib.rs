@@ -96,9 +96,11 @@
 //!
 //! A model is registered by the content hash of its weights, config and tokenizer (so "which
 //! model" is never ambiguous), with a name, a kind (`embedding`, `chat`), a unit of work
-//! (`input_tokens`, `output_tokens`) and a `min_price` per unit, at genesis or by anyone with
-//! **`RegisterModel`** (fails with `model_exists`, or `invalid_model` for a blank name or a zero
-//! `min_price`). Its `base_price` starts at `min_price`.
+//! (`input_tokens`, `output_tokens`), a `min_price` per unit and a speed floor,
+//! `blocks_per_1000_units` (the blocks the slowest acceptable provider needs per 1000 units of
+//! work), at genesis or by anyone with **`RegisterModel`** (fails with `model_exists`, or
+//! `invalid_model` for a blank name, a zero `min_price` or a speed floor above
+//! `MAX_BLOCKS_PER_1000_UNITS`). Its `base_price` starts at `min_price`.
 //!
 //! ## Providers
 //!
@@ -137,7 +139,9 @@
 //! modulo the total weight, walking providers in address order); `seed` is the finalized
 //! block's digest, which the poster cannot know when it submits (a proposer could grind it;
 //! a threshold VRF would remove that). The job's `unit_price` becomes
-//! `max(base_price, price_floor)`, and the provider must commit by `h + commit_timeout`.
+//! `max(base_price, price_floor)`, and the provider must commit by
+//! `h + commit_timeout + max_units * blocks_per_1000_units / 1000` (rounded down): a long
+//! generation gets time in proportion to its size, a short one stays quick to reassign.
 //!
 //! **`CommitResult { job, commitment }`** by the assigned provider (`unknown_job`,
 //! `not_assigned`, `wrong_phase`) records `commitment(job, output_hash, salt)`; the reveal is
@@ -219,7 +223,7 @@
 //! big-endian; `len` and counts are `u64` big-endian; addresses are their 32 raw bytes.
 //!
 //! ```text
-//! "_PLEXUS_STATE_V2"                        16 bytes, domain separation
+//! "_PLEXUS_STATE_V3"                        16 bytes, domain separation
 //! len(chain_id) u64 || chain_id             UTF-8
 //! height u64
 //! params                                    see below
@@ -234,7 +238,7 @@
 //! escrow u128 || next_queue_seq u64
 //! n_models u64, in ascending hash order:
 //!     hash [32] || len(name) u64 || name || kind u8 || unit u8 || min_price u128
-//!     || base_price u128 || active_jobs u32 || queued_jobs u32
+//!     || blocks_per_1000_units u64 || base_price u128 || active_jobs u32 || queued_jobs u32
 //! n_providers u64, in ascending address order:
 //!     address [32] || n u64 || model hashes [32]*n || capacity u32 || len(region) u64
 //!     || region || price_floor u128 || len(endpoint) u64 || endpoint || paused u8
@@ -271,7 +275,7 @@
 //! [`Genesis::digest`] is SHA-256 of, in the same conventions:
 //!
 //! ```text
-//! "_PLEXUS_GENESIS_V2"                      18 bytes, domain separation
+//! "_PLEXUS_GENESIS_V3"                      18 bytes, domain separation
 //! len(chain_id) u64 || chain_id
 //! params                                    as in the state root
 //! n_accounts u64
@@ -279,6 +283,7 @@
 //! n_models u64
 //! n_models times, in the order listed:
 //!     hash [32] || len(name) u64 || name || kind u8 || unit u8 || min_price u128
+//!     || blocks_per_1000_units u64
 //! ```
 
 mod encode;

@@ -20,6 +20,9 @@ pub const REPUTATION_GAIN: u32 = 100;
 /// Most jobs one provider may declare it can hold at once.
 pub const MAX_PROVIDER_CAPACITY: u32 = 1024;
 
+/// Slowest speed a model may declare: 1000 blocks per unit (so `max_units` times it fits u64).
+pub const MAX_BLOCKS_PER_1000_UNITS: u64 = 1_000_000;
+
 const ASSIGN_NAMESPACE: &[u8] = b"_PLEXUS_ASSIGN_V1";
 
 /// A registered model.
@@ -32,6 +35,10 @@ pub struct Model {
     pub unit: WorkUnit,
     /// The base price never falls below this.
     pub min_price: Amount,
+    /// Blocks the slowest acceptable provider needs per 1000 units: a job's commit deadline
+    /// is `commit_timeout + max_units * blocks_per_1000_units / 1000` (rounded down) blocks
+    /// after its assignment.
+    pub blocks_per_1000_units: u64,
     /// The current price per unit of work; moves every block with utilization.
     pub base_price: Amount,
     /// Jobs assigned, not yet committed (being computed).
@@ -256,6 +263,7 @@ impl Market {
             enc.u8(model.kind.tag());
             enc.u8(model.unit.tag());
             enc.amount(model.min_price);
+            enc.u64(model.blocks_per_1000_units);
             enc.amount(model.base_price);
             enc.u32(model.active_jobs);
             enc.u32(model.queued_jobs);
@@ -393,6 +401,7 @@ impl State {
         kind: ModelKind,
         unit: WorkUnit,
         min_price: Amount,
+        blocks_per_1000_units: u64,
     ) -> Result<MarketOp, TxError> {
         if self.market.models.contains_key(&hash) {
             return Err(TxError::ModelExists(plexus_types::digest_hex(&hash)));
@@ -405,12 +414,18 @@ impl State {
                 "min_price must be at least 1 (a zero price could never rise)".into(),
             ));
         }
+        if blocks_per_1000_units > MAX_BLOCKS_PER_1000_UNITS {
+            return Err(TxError::InvalidModel(format!(
+                "blocks_per_1000_units is at most {MAX_BLOCKS_PER_1000_UNITS} (1000 blocks per unit)"
+            )));
+        }
         Ok(MarketOp::RegisterModel(Model {
             hash,
             name: name.to_string(),
             kind,
             unit,
             min_price,
+            blocks_per_1000_units,
             base_price: min_price,
             active_jobs: 0,
             queued_jobs: 0,
@@ -820,9 +835,17 @@ impl State {
             let Some((provider, unit_price)) = self.pick_provider(job, seed) else {
                 continue;
             };
+            // Slow work gets time: the model's speed floor stretches the deadline.
+            let work_blocks = self.market.models.get(&job.model).map_or(0, |m| {
+                u64::from(job.max_units) * m.blocks_per_1000_units / 1000
+            });
             self.market.queue.remove(&seq);
-            let deadline =
-                height_after(h, self.params.commit_timeout).ok_or(LedgerError::HeightOverflow)?;
+            let deadline = self
+                .params
+                .commit_timeout
+                .checked_add(work_blocks)
+                .and_then(|blocks| height_after(h, blocks))
+                .ok_or(LedgerError::HeightOverflow)?;
             let job = self.market.jobs.get_mut(&id).expect("queued job exists");
             self.market.deadlines.remove(&(job.deadline, id));
             job.phase = Phase::Assigned;
@@ -1065,7 +1088,14 @@ impl State {
         &mut self,
         m: &crate::GenesisModel,
     ) -> Result<(), LedgerError> {
-        match self.check_register_model(m.hash, &m.name, m.kind, m.unit, m.min_price) {
+        match self.check_register_model(
+            m.hash,
+            &m.name,
+            m.kind,
+            m.unit,
+            m.min_price,
+            m.blocks_per_1000_units,
+        ) {
             Ok(op) => {
                 self.apply_market_op(op, &mut Vec::new());
                 Ok(())

@@ -68,6 +68,8 @@ impl Net {
                 kind: ModelKind::Embedding,
                 unit: WorkUnit::InputTokens,
                 min_price: amt(MIN_PRICE),
+                // Deadlines are commit_timeout alone, except where a test sets a speed.
+                blocks_per_1000_units: 0,
             }],
         };
         Self {
@@ -372,6 +374,44 @@ fn missed_commit_is_penalised_and_reassigned_then_refunded() {
     assert_eq!(
         net.state.treasury(),
         treasury_before.checked_add(amt(FEE + 2 * PENALTY)).unwrap()
+    );
+}
+
+#[test]
+fn slow_work_stretches_the_commit_deadline() {
+    let mut net = Net::new();
+    net.register(0, 4, "", 0);
+    net.register(1, 4, "", 0);
+    // 100 blocks per 1000 units: 95 units get 9 blocks more than commit_timeout, 5 none.
+    net.state
+        .market
+        .models
+        .get_mut(&model_hash())
+        .unwrap()
+        .blocks_per_1000_units = 100;
+    let (small, post_small) = net.post(5, MIN_PRICE);
+    let (big, post_big) = net.post(95, MIN_PRICE);
+    net.block(vec![post_small, post_big]);
+    let h = net.state.height().get();
+    let timeout = net.state.params.commit_timeout;
+    assert_eq!(net.job(&small).deadline.get(), h + timeout);
+    assert_eq!(net.job(&big).deadline.get(), h + timeout + 9);
+    // The big job survives past the plain timeout, then is missed at its own deadline.
+    let first = net.job(&big).provider.unwrap();
+    let missed = |events: &[Event]| {
+        events.iter().any(|e| {
+            matches!(e, Event::ProviderPenalised { job, provider, .. } if *job == big && *provider == first)
+        })
+    };
+    for _ in 0..timeout + 8 {
+        assert!(
+            !missed(&net.block(vec![]).events),
+            "missed before its deadline"
+        );
+    }
+    assert!(
+        missed(&net.block(vec![]).events),
+        "missed at its stretched deadline"
     );
 }
 
@@ -748,6 +788,7 @@ fn register_model_by_transaction() {
         kind: ModelKind::Chat,
         unit: WorkUnit::OutputTokens,
         min_price: amt(min),
+        blocks_per_1000_units: 4,
     };
     assert!(matches!(
         net.expect_err(&user, action(model_hash(), 5)),
@@ -755,6 +796,18 @@ fn register_model_by_transaction() {
     ));
     assert!(matches!(
         net.expect_err(&user, action(sha256(&[b"chat"]), 0)),
+        TxError::InvalidModel(_)
+    ));
+    let too_slow = Action::RegisterModel {
+        hash: sha256(&[b"slow"]),
+        name: "slow".into(),
+        kind: ModelKind::Chat,
+        unit: WorkUnit::OutputTokens,
+        min_price: amt(5),
+        blocks_per_1000_units: crate::market::MAX_BLOCKS_PER_1000_UNITS + 1,
+    };
+    assert!(matches!(
+        net.expect_err(&user, too_slow),
         TxError::InvalidModel(_)
     ));
     let tx = net.tx(&user, action(sha256(&[b"chat"]), 5));

@@ -8,7 +8,7 @@ use plexus_types::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Domain separation for [`State::state_root`].
-const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V2";
+const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V3";
 
 /// Most unbonding entries one account may have pending (entries maturing at the same height
 /// are merged, so this bounds the per-account state, not the amount).
@@ -523,7 +523,17 @@ impl State {
                 kind,
                 unit,
                 min_price,
-            } => market = self.check_register_model(*hash, name, *kind, *unit, *min_price)?,
+                blocks_per_1000_units,
+            } => {
+                market = self.check_register_model(
+                    *hash,
+                    name,
+                    *kind,
+                    *unit,
+                    *min_price,
+                    *blocks_per_1000_units,
+                )?
+            }
             Action::RegisterProvider {
                 models,
                 capacity,

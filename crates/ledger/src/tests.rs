@@ -173,7 +173,7 @@ fn genesis_digest_is_canonical_and_sensitive() {
         assert_ne!(v.digest(), g.digest(), "{v:?}");
     }
     // Pin the layout.
-    let mut bytes = b"_PLEXUS_GENESIS_V2".to_vec();
+    let mut bytes = b"_PLEXUS_GENESIS_V3".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
     bytes.extend_from_slice(&params_bytes(&g.params));
@@ -231,7 +231,7 @@ fn state_root_layout_is_pinned() {
             &[tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(7) })],
         )
         .unwrap();
-    let mut bytes = b"_PLEXUS_STATE_V2".to_vec();
+    let mut bytes = b"_PLEXUS_STATE_V3".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
     bytes.extend_from_slice(&1u64.to_be_bytes());

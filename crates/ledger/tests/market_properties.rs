@@ -111,6 +111,7 @@ impl Driver {
                     kind: ModelKind::Embedding,
                     unit: WorkUnit::InputTokens,
                     min_price: Amount::new(50),
+                    blocks_per_1000_units: i as u64 * 300,
                 })
                 .collect(),
         };

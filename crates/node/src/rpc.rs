@@ -292,7 +292,9 @@ pub fn block_json(block: &Block) -> Value {
                     kind,
                     unit,
                     min_price,
+                    blocks_per_1000_units,
                 } => {
+                    action["blocks_per_1000_units"] = json!(blocks_per_1000_units);
                     action["hash"] = json!(digest_hex(hash));
                     action["name"] = json!(name);
                     action["kind"] = json!(kind);

@@ -28,6 +28,10 @@ pub enum Action {
         unit: WorkUnit,
         /// The lowest the model's base price (per unit) may fall; also its starting price.
         min_price: Amount,
+        /// Blocks the slowest acceptable provider needs per 1000 units of work: a job's commit
+        /// deadline grows by `max_units * blocks_per_1000_units / 1000` blocks (rounded down).
+        /// 0: the deadline is `commit_timeout` whatever the job's size.
+        blocks_per_1000_units: u64,
     },
     /// Register the signer as a provider, or update its declaration.
     RegisterProvider {
@@ -127,6 +131,7 @@ impl Write for Action {
                 kind,
                 unit,
                 min_price,
+                blocks_per_1000_units,
             } => {
                 Self::REGISTER_MODEL.write(buf);
                 hash.write(buf);
@@ -134,6 +139,7 @@ impl Write for Action {
                 kind.write(buf);
                 unit.write(buf);
                 min_price.write(buf);
+                blocks_per_1000_units.write(buf);
             }
             Action::RegisterProvider {
                 models,
@@ -201,7 +207,9 @@ impl EncodeSize for Action {
             Action::Transfer { .. } => 32 + 16,
             Action::Bond { .. } | Action::Unbond { .. } => 16,
             Action::Withdraw | Action::Deregister => 0,
-            Action::RegisterModel { name, .. } => 32 + name.as_bytes().encode_size() + 1 + 1 + 16,
+            Action::RegisterModel { name, .. } => {
+                32 + name.as_bytes().encode_size() + 1 + 1 + 16 + 8
+            }
             Action::RegisterProvider {
                 models,
                 region,
@@ -245,6 +253,7 @@ impl Read for Action {
                 kind: ModelKind::read(buf)?,
                 unit: WorkUnit::read(buf)?,
                 min_price: Amount::read(buf)?,
+                blocks_per_1000_units: u64::read(buf)?,
             }),
             Self::REGISTER_PROVIDER => Ok(Action::RegisterProvider {
                 models: Vec::<Digest>::read_cfg(
@@ -487,6 +496,7 @@ mod tests {
                 kind: ModelKind::Embedding,
                 unit: WorkUnit::InputTokens,
                 min_price: Amount::new(3),
+                blocks_per_1000_units: 100,
             },
             Action::RegisterProvider {
                 models: vec![sha256(&[b"m"]), sha256(&[b"n"])],
