@@ -30,6 +30,7 @@ pub struct Channels<S, R> {
     pub resolver: (S, R),
     pub blocks: (S, R),
     pub requests: (S, R),
+    pub txs: (S, R),
 }
 
 /// Consensus timing. `leader_timeout` must comfortably exceed the block time.
@@ -71,7 +72,19 @@ where
     R: Receiver<PublicKey = PublicKey>,
     B: Blocker<PublicKey = PublicKey>,
 {
-    let genesis = shared.lock().genesis_digest;
+    let (outbox, outgoing) = crate::gossip::outbox();
+    let genesis = {
+        let mut state = shared.lock();
+        state.gossip = Some(outbox);
+        state.genesis_digest
+    };
+    // Detached: it ends with the network's channels.
+    let _gossip = crate::gossip::start(
+        context.child("gossip"),
+        shared.clone(),
+        outgoing,
+        channels.txs,
+    );
     let (actor, mailbox) = Actor::init(
         context.child("application"),
         app::Config {

@@ -25,6 +25,7 @@
 pub mod app;
 pub mod blobs;
 pub mod engine;
+pub mod gossip;
 pub mod mempool;
 pub mod rpc;
 pub mod run;

@@ -1,7 +1,8 @@
 //! Running a validator process on tokio with authenticated p2p and the RPC server.
 
 use crate::app::{
-    BLOCKS_CHANNEL, CERTIFICATES_CHANNEL, REQUESTS_CHANNEL, RESOLVER_CHANNEL, VOTES_CHANNEL,
+    BLOCKS_CHANNEL, CERTIFICATES_CHANNEL, REQUESTS_CHANNEL, RESOLVER_CHANNEL, TXS_CHANNEL,
+    VOTES_CHANNEL,
 };
 use crate::engine::{Channels, Timing, start_validator};
 use crate::rpc::{self, RpcState};
@@ -199,6 +200,7 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
             resolver: network.register(RESOLVER_CHANNEL, quota),
             blocks: network.register(BLOCKS_CHANNEL, quota),
             requests: network.register(REQUESTS_CHANNEL, quota),
+            txs: network.register(TXS_CHANNEL, quota),
         };
         let _network = network.start();
         let (mailbox, _app, engine) = start_validator(

@@ -140,6 +140,9 @@ pub struct NodeState {
     pub events: broadcast::Sender<BlockEvent>,
     /// Jobs that were settled or refunded (rebuilt by replay on start).
     pub finished_jobs: HashMap<JobId, FinishedJob>,
+    /// Where [`submit`](Self::submit) queues admitted transactions for the other validators
+    /// (see [`gossip`](crate::gossip)); `None`: no gossip.
+    pub gossip: Option<crate::gossip::Outbox>,
 }
 
 impl NodeState {
@@ -157,11 +160,24 @@ impl NodeState {
             latencies: LatencyWindow::default(),
             events,
             finished_jobs: HashMap::new(),
+            gossip: None,
         }
     }
 
-    /// Admit a transaction to the mempool.
+    /// Admit a transaction from a client to the mempool and queue it for the other
+    /// validators.
     pub fn submit(&mut self, tx: SignedTransaction) -> Result<TxHash, AdmitError> {
+        let gossiped = self.gossip.as_ref().map(|_| tx.clone());
+        let hash = self.admit_gossiped(tx)?;
+        if let (Some(outbox), Some(tx)) = (self.gossip.as_mut(), gossiped) {
+            // A full queue drops the gossip, not the transaction: it stays in this mempool.
+            let _ = outbox.try_send(tx);
+        }
+        Ok(hash)
+    }
+
+    /// Admit a transaction another validator gossiped (not sent on again).
+    pub fn admit_gossiped(&mut self, tx: SignedTransaction) -> Result<TxHash, AdmitError> {
         let hash = self.mempool.admit(&self.ledger, tx)?;
         self.statuses.insert(hash, TxStatus::Pending);
         Ok(hash)

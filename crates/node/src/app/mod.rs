@@ -31,6 +31,8 @@ pub const CERTIFICATES_CHANNEL: u64 = 1;
 pub const RESOLVER_CHANNEL: u64 = 2;
 pub const BLOCKS_CHANNEL: u64 = 3;
 pub const REQUESTS_CHANNEL: u64 = 4;
+/// Transactions gossiped between validators ([`crate::gossip`]).
+pub const TXS_CHANNEL: u64 = 5;
 
 /// How far ahead of the local clock a block's timestamp may be.
 pub const MAX_CLOCK_SKEW_MS: u64 = 5_000;
