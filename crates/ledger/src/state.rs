@@ -92,9 +92,12 @@ struct Effects {
     market: MarketOp,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Signatures {
+#[derive(Clone, Copy)]
+enum Signatures<'a> {
     Check,
+    /// Transaction signatures this says were verified before are not checked again
+    /// (receipt signatures still are).
+    Known(&'a dyn Fn(&SignedTransaction) -> bool),
     #[cfg_attr(not(feature = "bench-unchecked-signatures"), allow(dead_code))]
     Skip,
 }
@@ -296,6 +299,22 @@ impl State {
         txs: &[SignedTransaction],
     ) -> Result<BlockOutcome, LedgerError> {
         self.execute_block(height, seed, txs, Signatures::Check)
+    }
+
+    /// [`State::apply_block`] that does not verify again the transaction signatures `known`
+    /// says were verified before, by the caller, of these exact bytes (a transaction's hash
+    /// covers its signature, so a cache keyed by hash is sound). The outcome equals
+    /// `apply_block`'s as long as `known` only names transactions whose signature verified.
+    /// Receipt signatures are always checked. A node verifies each signature once: at
+    /// admission or when it checks a proposal, not again at execution.
+    pub fn apply_block_known(
+        &mut self,
+        height: Height,
+        seed: &Digest,
+        txs: &[SignedTransaction],
+        known: &dyn Fn(&SignedTransaction) -> bool,
+    ) -> Result<BlockOutcome, LedgerError> {
+        self.execute_block(height, seed, txs, Signatures::Known(known))
     }
 
     /// [`State::apply_block`] **without verifying signatures**, to measure execution apart
@@ -618,15 +637,19 @@ impl State {
         let treasury = self.treasury.checked_add(tx.fee).ok_or(TxError::Overflow)?;
 
         // Last: the only expensive checks.
-        if signatures == Signatures::Check {
-            if !stx.verify_signature() {
-                return Err(TxError::InvalidSignature);
-            }
-            if let Some((receipt, signature)) = receipt
-                && !receipt.verify(signature)
-            {
-                return Err(TxError::InvalidReceipt);
-            }
+        let (check_signature, check_receipt) = match signatures {
+            Signatures::Check => (true, true),
+            Signatures::Known(known) => (!known(stx), true),
+            Signatures::Skip => (false, false),
+        };
+        if check_signature && !stx.verify_signature() {
+            return Err(TxError::InvalidSignature);
+        }
+        if check_receipt
+            && let Some((receipt, signature)) = receipt
+            && !receipt.verify(signature)
+        {
+            return Err(TxError::InvalidReceipt);
         }
         Ok(Effects {
             signer: tx.signer,

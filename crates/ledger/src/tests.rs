@@ -935,3 +935,24 @@ fn account_json_shape() {
         r#"{"balance":"5","nonce":2,"stake":"1","unbonding":[{"amount":"3","release_height":9}]}"#
     );
 }
+
+#[test]
+fn known_signatures_are_trusted_only_as_far_as_the_caller_says() {
+    let (keys, mut checked) = setup();
+    let (_, mut known) = setup();
+    let good = tx(&keys.alice, 0, 10, transfer(&keys.carol, 100));
+    let mut forged = tx(&keys.alice, 1, 10, transfer(&keys.carol, 300));
+    forged.signature = good.signature.clone();
+    let txs = vec![good.clone(), forged.clone()];
+    let seed = sha256(&[b"seed"]);
+    let h = Height::new(1);
+
+    // Vouching for the good transaction only: the same outcome as checking everything.
+    let a = checked.apply_block(h, &seed, &txs).unwrap();
+    let b = known
+        .apply_block_known(h, &seed, &txs, &|t| t.hash() == good.hash())
+        .unwrap();
+    assert_eq!(a.results, b.results);
+    assert_eq!(b.results[1], Err(TxError::InvalidSignature));
+    assert_eq!(checked.state_root(), known.state_root());
+}

@@ -143,6 +143,45 @@ pub struct NodeState {
     /// Where [`submit`](Self::submit) queues admitted transactions for the other validators
     /// (see [`gossip`](crate::gossip)); `None`: no gossip.
     pub gossip: Option<crate::gossip::Outbox>,
+    /// Transactions whose signature this node verified (at admission or in a proposal), so
+    /// execution does not verify them again.
+    pub verified: VerifiedSignatures,
+}
+
+/// A bounded set of transaction hashes whose signatures were verified (a hash covers the
+/// signature, so the same hash means the same verified bytes). Oldest forgotten first.
+#[derive(Debug, Default)]
+pub struct VerifiedSignatures {
+    set: std::collections::HashSet<TxHash>,
+    order: std::collections::VecDeque<TxHash>,
+}
+
+impl VerifiedSignatures {
+    /// Hashes remembered (about 10 MB).
+    pub const CAPACITY: usize = 1 << 18;
+
+    pub fn insert(&mut self, hash: TxHash) {
+        if self.set.insert(hash) {
+            self.order.push_back(hash);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.set.remove(&old);
+            }
+        }
+    }
+
+    pub fn contains(&self, hash: &TxHash) -> bool {
+        self.set.contains(hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
 }
 
 impl NodeState {
@@ -161,6 +200,7 @@ impl NodeState {
             events,
             finished_jobs: HashMap::new(),
             gossip: None,
+            verified: VerifiedSignatures::default(),
         }
     }
 
@@ -180,6 +220,7 @@ impl NodeState {
     pub fn admit_gossiped(&mut self, tx: SignedTransaction) -> Result<TxHash, AdmitError> {
         let hash = self.mempool.admit(&self.ledger, tx)?;
         self.statuses.insert(hash, TxStatus::Pending);
+        self.verified.insert(hash);
         Ok(hash)
     }
 
@@ -188,9 +229,12 @@ impl NodeState {
         // The block's digest is the assignment randomness: unknown to a job's poster when it
         // submits (it depends on the whole block), though its proposer could grind it.
         let digest = block.digest();
-        let outcome = self
-            .ledger
-            .apply_block(block.height(), &digest, &block.txs)?;
+        let verified = &self.verified;
+        let outcome =
+            self.ledger
+                .apply_block_known(block.height(), &digest, &block.txs, &|tx| {
+                    verified.contains(&tx.hash())
+                })?;
         for event in &outcome.events {
             let (job, outcome) = match event {
                 Event::JobSettled {

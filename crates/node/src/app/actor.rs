@@ -403,12 +403,29 @@ where
         if block.txs.len() > self.config.max_block_txs {
             return Some(false);
         }
-        let chain_id = self.shared.lock().ledger.chain_id().to_string();
+        // Signatures this node verified before (at admission, or in another proposal) are not
+        // checked again; the rest are, outside the lock, and remembered.
         let mut hashes = HashSet::with_capacity(block.txs.len());
-        for tx in &block.txs {
-            if tx.tx.chain_id != chain_id || !hashes.insert(tx.hash()) || !tx.verify_signature() {
-                return Some(false);
+        let mut unchecked = Vec::new();
+        {
+            let state = self.shared.lock();
+            let chain_id = state.ledger.chain_id();
+            for tx in &block.txs {
+                let hash = tx.hash();
+                if tx.tx.chain_id != chain_id || !hashes.insert(hash) {
+                    return Some(false);
+                }
+                if !state.verified.contains(&hash) {
+                    unchecked.push((hash, tx));
+                }
             }
+        }
+        if !unchecked.iter().all(|(_, tx)| tx.verify_signature()) {
+            return Some(false);
+        }
+        let mut state = self.shared.lock();
+        for (hash, _) in unchecked {
+            state.verified.insert(hash);
         }
         Some(true)
     }
