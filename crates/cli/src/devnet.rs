@@ -274,6 +274,17 @@ pub fn write_devnet_file(
 /// install the models if missing, start each provider (it registers on chain), then rewrite
 /// `devnet.json` with them. Failures are reported and leave the chain running without them.
 pub fn start_providers(dir: PathBuf, rpc: SocketAddr, count: usize) {
+    spawn_service("providers", move || async move {
+        run_providers(&dir, rpc, count).await
+    });
+}
+
+/// Run `task` on a thread of its own with its own runtime: the devnet's services live beside
+/// its validators. A failure is reported and leaves the rest running.
+fn spawn_service<F>(what: &'static str, task: impl FnOnce() -> F + Send + 'static)
+where
+    F: std::future::Future<Output = Result<()>>,
+{
     std::thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -282,15 +293,13 @@ pub fn start_providers(dir: PathBuf, rpc: SocketAddr, count: usize) {
         {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: cannot start the providers' runtime: {e}");
+                eprintln!("error: cannot start a runtime for the devnet {what}: {e}");
                 return;
             }
         };
-        runtime.block_on(async move {
-            if let Err(e) = run_providers(&dir, rpc, count).await {
-                eprintln!("error: devnet providers stopped: {e:#}");
-            }
-        });
+        if let Err(e) = runtime.block_on(task()) {
+            eprintln!("error: devnet {what} stopped: {e:#}");
+        }
     });
 }
 
@@ -390,23 +399,8 @@ fn devnet_api_key(dir: &Path) -> Result<String> {
 /// `rpc`, and add its URL and API key to `devnet.json`. Failures are reported and leave the
 /// devnet running without it.
 pub fn start_gateway(dir: PathBuf, rpc: SocketAddr, port: u16) {
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot start the gateway's runtime: {e}");
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            if let Err(e) = run_gateway(&dir, rpc, port).await {
-                eprintln!("error: devnet gateway stopped: {e:#}");
-            }
-        });
+    spawn_service("gateway", move || async move {
+        run_gateway(&dir, rpc, port).await
     });
 }
 
