@@ -204,6 +204,22 @@ pub fn prepare(options: &DevnetOptions) -> Result<(NodeConfig, PathBuf)> {
             options.dir.display()
         );
     }
+    // devnet.json names the genesis digest the chain was started with; an older plexus
+    // hashed genesis differently (the digest's layout is versioned), so its chain cannot be
+    // continued.
+    if let Ok(text) = std::fs::read_to_string(dir.join("devnet.json"))
+        && let Ok(previous) = serde_json::from_str::<DevnetFile>(&text)
+        && previous.genesis != plexus_types::digest_hex(&genesis.digest())
+    {
+        anyhow::bail!(
+            "{} holds a chain started by another version of plexus (genesis {} here, {} now); \
+             remove it (`rm -rf {}`) or pass another --dir",
+            dir.display(),
+            &previous.genesis[..16.min(previous.genesis.len())],
+            &plexus_types::digest_hex(&genesis.digest())[..16],
+            options.dir.display()
+        );
+    }
     let key_text = std::fs::read_to_string(&validator_key)
         .with_context(|| format!("cannot read {}", validator_key.display()))?;
     let key = parse_private_key(&key_text)?;
@@ -425,4 +441,39 @@ async fn run_gateway(dir: &Path, rpc: SocketAddr, port: u16) -> Result<()> {
     );
     gateway.run(std::future::pending()).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chain_from_another_genesis_layout_is_refused_clearly() {
+        let dir =
+            std::env::temp_dir().join(format!("plexus-devnet-prepare-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let options = DevnetOptions {
+            dir: dir.clone(),
+            rpc_port: 1,
+            p2p_port: 2,
+            block_time_ms: 100,
+            providers: 0,
+            gateway_port: 0,
+        };
+        let (config, config_path) = prepare(&options).unwrap();
+        let rpc = SocketAddr::from(([127, 0, 0, 1], 1));
+        let file = write_devnet_file(&dir, &config, &config_path, rpc, Vec::new()).unwrap();
+        // The same files start again.
+        prepare(&options).unwrap();
+        // A devnet.json naming another genesis digest (an older plexus hashed it another way).
+        let mut old = file.clone();
+        old.genesis = "00".repeat(32);
+        write_json_atomic(&dir.join("devnet.json"), &old).unwrap();
+        let e = prepare(&options).unwrap_err().to_string();
+        assert!(
+            e.contains("another version of plexus") && e.contains("rm -rf"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
