@@ -60,7 +60,9 @@ pub struct SubmitArgs {
     /// from `.plexus-devnet/devnet.json`).
     #[arg(long, env = "PLEXUS_KEY")]
     key: Option<String>,
-    /// Wait until the job is settled (or refunded) and print the result and receipt.
+    /// Wait until the job is settled (or refunded) and print the result and receipt. Exit
+    /// status: 0 settled with a receipt that checks out, 2 refunded, 1 on an error or a
+    /// receipt that does not check out (bad signature, output not matching its hash).
     #[arg(long)]
     wait: bool,
     /// With --wait: give up after this many seconds.
@@ -283,6 +285,13 @@ pub async fn submit(args: SubmitArgs) -> Result<()> {
     if job.status != "settled" {
         std::process::exit(2);
     }
+    if out["receipt"]["status"] == "invalid" {
+        eprintln!(
+            "error: job {id} settled, but its receipt does not check out: {}",
+            out["receipt"]["problems"]
+        );
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -316,6 +325,12 @@ fn print_job_result(out: &Value) {
             outln!(
                 "{key:<8} {}",
                 v.as_str().map(str::to_string).unwrap_or(v.to_string())
+            );
+        }
+        if let Some(status) = receipt["status"].as_str() {
+            outln!(
+                "receipt  {status}: {}",
+                receipt["explanation"].as_str().unwrap_or_default()
             );
         }
     }
