@@ -137,6 +137,17 @@ pub struct DevnetFile {
     pub api_key: Option<String>,
 }
 
+/// The `devnet.json` of a devnet started here with the default `--dir` (commands default to
+/// its accounts and gateway), with its path.
+pub fn local_devnet_file() -> Result<(PathBuf, DevnetFile)> {
+    let path = PathBuf::from(".plexus-devnet").join("devnet.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("no devnet found here to default to ({})", path.display()))?;
+    let file =
+        serde_json::from_str(&text).with_context(|| format!("cannot parse {}", path.display()))?;
+    Ok((path, file))
+}
+
 /// Serialises the read-modify-write updates of `devnet.json` from the devnet's threads.
 static DEVNET_FILE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

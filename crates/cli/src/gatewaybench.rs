@@ -11,6 +11,7 @@
 //!
 //! The direct runs go first, while the devnet is idle; medians are reported with the ratios.
 
+use crate::infer::median;
 use anyhow::{Context, Result, anyhow, bail};
 use plexus_inference::chat::GenerateParams;
 use plexus_inference::{ChatModel, Device, Message, ModelFiles, Precision};
@@ -63,31 +64,27 @@ impl Timing {
     }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 fn devnet_defaults(args: &GatewayBenchArgs) -> Result<(String, String)> {
     if let (Some(g), Some(k)) = (&args.gateway, &args.api_key) {
         return Ok((g.clone(), k.clone()));
     }
-    let path = std::path::Path::new(".plexus-devnet").join("devnet.json");
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| {
-            format!("no --gateway/--api-key and cannot read {}", path.display())
-        })?)?;
-    let field = |name: &str| {
-        file[name].as_str().map(str::to_string).ok_or_else(|| {
-            anyhow!(
-                "{} has no {name}; is the devnet's gateway up?",
-                path.display()
-            )
-        })
+    let (path, file) =
+        crate::devnet::local_devnet_file().context("no --gateway/--api-key given")?;
+    let missing = |name: &str| {
+        anyhow!(
+            "{} has no {name}; is the devnet's gateway up?",
+            path.display()
+        )
     };
     Ok((
-        args.gateway.clone().map_or_else(|| field("gateway"), Ok)?,
-        args.api_key.clone().map_or_else(|| field("api_key"), Ok)?,
+        match &args.gateway {
+            Some(g) => g.clone(),
+            None => file.gateway.ok_or_else(|| missing("gateway"))?,
+        },
+        match &args.api_key {
+            Some(k) => k.clone(),
+            None => file.api_key.ok_or_else(|| missing("api_key"))?,
+        },
     ))
 }
 

@@ -117,12 +117,8 @@ pub fn payer_key(key: Option<String>) -> Result<plexus_types::PrivateKey> {
     if let Some(key) = key {
         return keys::load_key(&key);
     }
-    let devnet = PathBuf::from(".plexus-devnet").join("devnet.json");
-    let text = std::fs::read_to_string(&devnet).map_err(|_| {
-        anyhow!("no key given: pass --key FILE (or set PLEXUS_KEY); no devnet.json found in .plexus-devnet to default to")
-    })?;
-    let file: crate::devnet::DevnetFile = serde_json::from_str(&text)
-        .with_context(|| format!("cannot parse {}", devnet.display()))?;
+    let (devnet, file) = crate::devnet::local_devnet_file()
+        .context("no key given: pass --key FILE (or set PLEXUS_KEY)")?;
     let account = file
         .accounts
         .first()

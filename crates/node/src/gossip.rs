@@ -38,12 +38,18 @@ pub fn outbox() -> (Outbox, mpsc::Receiver<SignedTransaction>) {
 
 /// Encode a batch.
 pub fn encode_batch(txs: &[SignedTransaction]) -> Vec<u8> {
+    let encoded: Vec<_> = txs.iter().map(|tx| tx.encode()).collect();
+    frame(&encoded)
+}
+
+/// A batch of transactions already encoded.
+fn frame<B: AsRef<[u8]>>(encoded: &[B]) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(&(txs.len() as u32).to_be_bytes());
-    for tx in txs {
-        let bytes = tx.encode();
+    out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+    for bytes in encoded {
+        let bytes = bytes.as_ref();
         out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-        out.extend_from_slice(&bytes);
+        out.extend_from_slice(bytes);
     }
     out
 }
@@ -90,18 +96,15 @@ where
             commonware_macros::select! {
                 next = outbox.next() => {
                     let Some(first) = next else { break };
-                    let mut batch = vec![first];
-                    let mut size = batch[0].encode().len();
+                    let mut batch = vec![first.encode()];
+                    let mut size = batch[0].len();
                     while batch.len() < MAX_BATCH_TXS && size < MAX_BATCH_BYTES {
-                        match outbox.try_recv() {
-                            Ok(tx) => {
-                                size += tx.encode().len() + 4;
-                                batch.push(tx);
-                            }
-                            Err(_) => break,
-                        }
+                        let Ok(tx) = outbox.try_recv() else { break };
+                        let bytes = tx.encode();
+                        size += bytes.len() + 4;
+                        batch.push(bytes);
                     }
-                    sender.send(Recipients::All, encode_batch(&batch), false);
+                    sender.send(Recipients::All, frame(&batch), false);
                 },
                 received = receiver.recv() => {
                     let Ok((from, bytes)) = received else { break };

@@ -174,14 +174,6 @@ impl VerifiedSignatures {
     pub fn contains(&self, hash: &TxHash) -> bool {
         self.set.contains(hash)
     }
-
-    pub fn len(&self) -> usize {
-        self.order.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.order.is_empty()
-    }
 }
 
 impl NodeState {
