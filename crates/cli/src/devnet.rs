@@ -64,6 +64,10 @@ pub fn dev_genesis(keys_dir: &Path, validators: &[plexus_types::Address]) -> Res
     let mut params = Params::new(Amount::new(DEV_MIN_FEE), DEV_UNBONDING_DELAY);
     params.min_provider_stake = Amount::new(DEV_MIN_PROVIDER_STAKE);
     params.miss_penalty = Amount::new(DEV_MISS_PENALTY);
+    // A proven fraud costs the whole minimum bond.
+    params.fraud_slash = Amount::new(DEV_MIN_PROVIDER_STAKE);
+    // Spot checks wait for providers that run them (the next commit turns them on).
+    params.verify_bps = 0;
     Ok(Genesis {
         chain_id: "plexus-devnet".into(),
         models: genesis_models()?,

@@ -82,6 +82,16 @@ pub enum TxError {
     InvalidUnits { units: u32, max: u32 },
     #[error("the receipt signature is not the provider's signature over the job's receipt")]
     InvalidReceipt,
+    #[error(
+        "job {0} is being spot-checked: reveal after its verifier has committed (or missed its deadline)"
+    )]
+    AwaitingVerifier(String),
+    #[error("the signer is not a verifier of job {0} with a step due")]
+    NotVerifier(String),
+    #[error("a verifier reveals after the provider has revealed (job {0} is {1})")]
+    CheckTooEarly(String, &'static str),
+    #[error("invalid verdict: {0}")]
+    InvalidVerdict(&'static str),
 }
 
 fn next_release(next: &Option<Height>) -> String {
@@ -128,6 +138,10 @@ impl TxError {
             TxError::CommitmentMismatch => "commitment_mismatch",
             TxError::InvalidUnits { .. } => "invalid_units",
             TxError::InvalidReceipt => "invalid_receipt",
+            TxError::AwaitingVerifier(_) => "awaiting_verifier",
+            TxError::NotVerifier(_) => "not_verifier",
+            TxError::CheckTooEarly(..) => "check_too_early",
+            TxError::InvalidVerdict(_) => "invalid_verdict",
         }
     }
 }
@@ -153,6 +167,8 @@ pub enum LedgerError {
     HeightOverflow,
     #[error("ledger bug: holdings overflow")]
     HoldingsOverflow,
+    #[error("ledger bug: {0} burned is more than the supply")]
+    BurnExceedsSupply(Amount),
     #[error("ledger bug: holdings {holdings} differ from supply {supply}")]
     InvariantViolated { holdings: Amount, supply: Amount },
     #[error("ledger bug: jobs hold {jobs} in escrow but the escrow total is {total}")]

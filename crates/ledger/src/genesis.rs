@@ -2,7 +2,7 @@ use crate::encode::Encoder;
 use plexus_types::{Address, Amount, Digest, ModelKind, WorkUnit};
 
 /// Domain separation for [`Genesis::digest`].
-const GENESIS_NAMESPACE: &[u8] = b"_PLEXUS_GENESIS_V3";
+const GENESIS_NAMESPACE: &[u8] = b"_PLEXUS_GENESIS_V4";
 
 /// Protocol parameters, fixed at genesis. Fields added after the first version have serde
 /// defaults, so an older genesis file still reads (with those defaults).
@@ -48,6 +48,22 @@ pub struct Params {
     /// Most jobs waiting for a provider at once.
     #[serde(default = "defaults::max_queued_jobs")]
     pub max_queued_jobs: u32,
+    /// Probability, in basis points, that a committed job is spot-checked by a verifier.
+    #[serde(default = "defaults::verify_bps")]
+    pub verify_bps: u64,
+    /// Verifiers drawn to decide a dispute (fewer when fewer providers can serve).
+    #[serde(default = "defaults::dispute_verifiers")]
+    pub dispute_verifiers: u32,
+    /// Taken from the stake (at most all of it) of the side that loses a dispute.
+    #[serde(default = "defaults::fraud_slash")]
+    pub fraud_slash: Amount,
+    /// Share of a slash, in basis points, paid to the winning side; the rest is burned.
+    #[serde(default = "defaults::slash_reward_bps")]
+    pub slash_reward_bps: u64,
+    /// Two embedding results agree when no component differs by more than this many
+    /// millionths (the rule verifiers apply off-chain; the chain records it).
+    #[serde(default = "defaults::embedding_tolerance_micros")]
+    pub embedding_tolerance_micros: u32,
 }
 
 /// Defaults of the job-market parameters (also what `Params::new` uses).
@@ -86,6 +102,26 @@ pub mod defaults {
     pub fn max_queued_jobs() -> u32 {
         10_000
     }
+    /// One committed job in ten is re-run by a verifier.
+    pub fn verify_bps() -> u64 {
+        1_000
+    }
+    pub fn dispute_verifiers() -> u32 {
+        3
+    }
+    /// The whole minimum provider stake: one proven fraud ends a provider's bond.
+    pub fn fraud_slash() -> Amount {
+        Amount::new(1_000_000)
+    }
+    pub fn slash_reward_bps() -> u64 {
+        5_000
+    }
+    /// 1e-3 per component: honest runs differ by about 1e-6 (different thread counts and
+    /// CPUs with the same kernels) and by at most ~5e-4 against PyTorch; a corrupted vector
+    /// differs by far more.
+    pub fn embedding_tolerance_micros() -> u32 {
+        1_000
+    }
     /// A model registered without a speed: deadlines are `commit_timeout` alone.
     pub fn blocks_per_1000_units() -> u64 {
         0
@@ -110,6 +146,11 @@ impl Params {
             queue_timeout: defaults::queue_timeout(),
             max_payload_size: defaults::max_payload_size(),
             max_queued_jobs: defaults::max_queued_jobs(),
+            verify_bps: defaults::verify_bps(),
+            dispute_verifiers: defaults::dispute_verifiers(),
+            fraud_slash: defaults::fraud_slash(),
+            slash_reward_bps: defaults::slash_reward_bps(),
+            embedding_tolerance_micros: defaults::embedding_tolerance_micros(),
         }
     }
 
@@ -120,6 +161,12 @@ impl Params {
         }
         if self.protocol_fee_bps > 10_000 {
             return Some("protocol_fee_bps must be at most 10000");
+        }
+        if self.verify_bps > 10_000 || self.slash_reward_bps > 10_000 {
+            return Some("verify_bps and slash_reward_bps must be at most 10000");
+        }
+        if self.dispute_verifiers == 0 || self.dispute_verifiers > 32 {
+            return Some("dispute_verifiers must be between 1 and 32");
         }
         if self.target_utilization_bps == 0 || self.target_utilization_bps > 10_000 {
             return Some("target_utilization_bps must be between 1 and 10000");
@@ -148,6 +195,11 @@ impl Params {
         enc.u64(self.queue_timeout);
         enc.u32(self.max_payload_size);
         enc.u32(self.max_queued_jobs);
+        enc.u64(self.verify_bps);
+        enc.u32(self.dispute_verifiers);
+        enc.amount(self.fraud_slash);
+        enc.u64(self.slash_reward_bps);
+        enc.u32(self.embedding_tolerance_micros);
     }
 }
 

@@ -223,7 +223,7 @@
 //! big-endian; `len` and counts are `u64` big-endian; addresses are their 32 raw bytes.
 //!
 //! ```text
-//! "_PLEXUS_STATE_V3"                        16 bytes, domain separation
+//! "_PLEXUS_STATE_V4"                        16 bytes, domain separation
 //! len(chain_id) u64 || chain_id             UTF-8
 //! height u64
 //! params                                    see below
@@ -275,7 +275,7 @@
 //! [`Genesis::digest`] is SHA-256 of, in the same conventions:
 //!
 //! ```text
-//! "_PLEXUS_GENESIS_V3"                      18 bytes, domain separation
+//! "_PLEXUS_GENESIS_V4"                      18 bytes, domain separation
 //! len(chain_id) u64 || chain_id
 //! params                                    as in the state root
 //! n_accounts u64

@@ -24,6 +24,8 @@ pub const MAX_PROVIDER_CAPACITY: u32 = 1024;
 pub const MAX_BLOCKS_PER_1000_UNITS: u64 = 1_000_000;
 
 const ASSIGN_NAMESPACE: &[u8] = b"_PLEXUS_ASSIGN_V1";
+const SELECT_NAMESPACE: &[u8] = b"_PLEXUS_SELECT_V1";
+const VERIFIER_NAMESPACE: &[u8] = b"_PLEXUS_VERIFIER_V1";
 
 /// A registered model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -118,6 +120,43 @@ impl Phase {
     }
 }
 
+/// A verifier's re-run of a job: a spot check, or one vote of a dispute's quorum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Check {
+    pub verifier: Address,
+    /// Drawn to decide a dispute (rather than as the spot check).
+    pub dispute: bool,
+    /// Commit deadline until the verifier commits, then its reveal deadline.
+    pub deadline: Height,
+    #[serde(serialize_with = "hex_digest_opt")]
+    pub commitment: Option<Digest>,
+    #[serde(serialize_with = "hex_digest_opt")]
+    pub output_hash: Option<Digest>,
+    /// The verdict: whether the verifier's result agrees with the provider's.
+    pub agrees: Option<bool>,
+    /// The verifier missed a deadline (and was penalised); its check no longer counts.
+    pub missed: bool,
+}
+
+impl Check {
+    fn new(verifier: Address, dispute: bool, deadline: Height) -> Self {
+        Self {
+            verifier,
+            dispute,
+            deadline,
+            commitment: None,
+            output_hash: None,
+            agrees: None,
+            missed: false,
+        }
+    }
+
+    /// Still owes a commit or a reveal.
+    pub fn pending(&self) -> bool {
+        !self.missed && self.agrees.is_none()
+    }
+}
+
 /// A job in the state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Job {
@@ -160,6 +199,10 @@ pub struct Job {
     pub receipt_signature: Option<Signature>,
     pub revealed_at: Height,
     pub settle_at: Height,
+    /// The spot check, if the job was drawn for one, then a dispute's quorum, if any.
+    pub checks: Vec<Check>,
+    /// A verifier disagreed: the quorum's checks decide.
+    pub disputed: bool,
 }
 
 impl Job {
@@ -229,6 +272,54 @@ pub enum Event {
         amount: Amount,
         reason: String,
     },
+    /// `verifier` must re-run the job: a spot check, or a vote in a dispute.
+    CheckAssigned {
+        job: JobId,
+        verifier: Address,
+        dispute: bool,
+    },
+    CheckCommitted {
+        job: JobId,
+        verifier: Address,
+    },
+    CheckRevealed {
+        job: JobId,
+        verifier: Address,
+        agrees: bool,
+    },
+    /// A verifier missed its deadline: `amount` left its stake for the treasury.
+    CheckMissed {
+        job: JobId,
+        verifier: Address,
+        amount: Amount,
+    },
+    /// The spot check disagreed with the provider; `verifiers` will decide.
+    DisputeOpened {
+        job: JobId,
+        verifiers: Vec<Address>,
+    },
+    /// `outcome` is `provider_wrong`, `provider_right` or `undecided` (nobody could vote).
+    DisputeResolved {
+        job: JobId,
+        outcome: String,
+        slashed: Amount,
+        rewarded: Amount,
+        burned: Amount,
+    },
+    /// `amount` left `who`'s stake: it lost a dispute.
+    Slashed {
+        who: Address,
+        job: JobId,
+        amount: Amount,
+    },
+    /// A verifier on the right side was paid for its re-run (from the treasury) or rewarded
+    /// from a slash; a provider proven right is rewarded from the slash too.
+    Rewarded {
+        who: Address,
+        job: JobId,
+        amount: Amount,
+        reason: String,
+    },
 }
 
 /// Everything the job market keeps, apart from account balances and stakes.
@@ -246,6 +337,13 @@ pub(crate) struct Market {
     pub(crate) settlements: BTreeSet<(Height, JobId)>,
     /// Sum of the escrow of every job in the state.
     pub(crate) escrow: Amount,
+    /// (deadline, job) for checks; an entry may be stale (its check done or moved on), so
+    /// expiry re-reads the checks.
+    pub(crate) check_deadlines: BTreeSet<(Height, JobId)>,
+    /// Jobs committed in the current block (drawn for spot checks at its end).
+    pub(crate) committed_now: Vec<JobId>,
+    /// Jobs whose checks moved in the current block (resolved at its end).
+    pub(crate) touched: BTreeSet<JobId>,
 }
 
 impl Market {
@@ -318,6 +416,21 @@ impl Market {
             enc.optional(sig.as_deref());
             enc.u64(job.revealed_at.get());
             enc.u64(job.settle_at.get());
+            enc.count(job.checks.len());
+            for c in &job.checks {
+                enc.address(&c.verifier);
+                enc.u8(u8::from(c.dispute));
+                enc.u64(c.deadline.get());
+                enc.optional(c.commitment.as_ref().map(|d| d.as_ref()));
+                enc.optional(c.output_hash.as_ref().map(|d| d.as_ref()));
+                enc.u8(match c.agrees {
+                    None => 0,
+                    Some(false) => 1,
+                    Some(true) => 2,
+                });
+                enc.u8(u8::from(c.missed));
+            }
+            enc.u8(u8::from(job.disputed));
         }
     }
 }
@@ -332,6 +445,10 @@ pub(crate) enum MarketOp {
     Post(Box<Job>),
     Commit(JobId, Digest, Height),
     Reveal(Box<Job>),
+    /// Job, index of the check, commitment, reveal deadline.
+    CommitCheck(JobId, usize, Digest, Height),
+    /// Job, index of the check, output hash, verdict.
+    RevealCheck(JobId, usize, Digest, bool),
 }
 
 /// `h + delta` blocks, `None` on overflow.
@@ -604,6 +721,8 @@ impl State {
             receipt_signature: None,
             revealed_at: Height::new(0),
             settle_at: Height::new(0),
+            checks: Vec::new(),
+            disputed: false,
         })))
     }
 
@@ -658,6 +777,13 @@ impl State {
         if job.committed_at >= height {
             return Err(TxError::RevealTooEarly);
         }
+        if job
+            .checks
+            .iter()
+            .any(|c| c.commitment.is_none() && c.pending())
+        {
+            return Err(TxError::AwaitingVerifier(id.to_string()));
+        }
         if job.commitment != Some(plexus_types::commitment(id, &output_hash, &salt)) {
             return Err(TxError::CommitmentMismatch);
         }
@@ -683,7 +809,97 @@ impl State {
         next.receipt_signature = Some(receipt_signature.clone());
         next.revealed_at = height;
         next.settle_at = checked_height(height, self.params.challenge_window)?;
+        // A committed spot check has `reveal_timeout` from now to compare and reveal.
+        let check_deadline = checked_height(height, self.params.reveal_timeout)?;
+        for c in next.checks.iter_mut().filter(|c| c.pending()) {
+            c.deadline = c.deadline.min(check_deadline);
+        }
         Ok((MarketOp::Reveal(Box::new(next)), receipt))
+    }
+
+    /// The signer's check of `id` that still owes a step, with its index.
+    fn own_check(&self, signer: &Address, id: &JobId) -> Result<(&Job, usize), TxError> {
+        let job = self
+            .market
+            .jobs
+            .get(id)
+            .ok_or_else(|| TxError::UnknownJob(id.to_string()))?;
+        let index = job
+            .checks
+            .iter()
+            .position(|c| c.verifier == *signer && c.pending())
+            .ok_or_else(|| TxError::NotVerifier(id.to_string()))?;
+        Ok((job, index))
+    }
+
+    pub(crate) fn check_commit_check(
+        &self,
+        signer: &Address,
+        id: &JobId,
+        commitment: Digest,
+        height: Height,
+    ) -> Result<MarketOp, TxError> {
+        let (job, index) = self.own_check(signer, id)?;
+        if job.checks[index].commitment.is_some() {
+            return Err(TxError::WrongPhase {
+                phase: "committed",
+                expected: "awaiting the verifier's commitment",
+            });
+        }
+        // The reveal is due `reveal_timeout` after the provider's (a later reveal by the
+        // provider tightens it to `reveal_timeout` after that reveal).
+        let from = if job.phase == Phase::Revealed {
+            height
+        } else {
+            job.deadline.max(height)
+        };
+        Ok(MarketOp::CommitCheck(
+            *id,
+            index,
+            commitment,
+            checked_height(from, self.params.reveal_timeout)?,
+        ))
+    }
+
+    pub(crate) fn check_reveal_check(
+        &self,
+        signer: &Address,
+        id: &JobId,
+        output_hash: Digest,
+        salt: Digest,
+        agrees: bool,
+    ) -> Result<MarketOp, TxError> {
+        let (job, index) = self.own_check(signer, id)?;
+        let check = &job.checks[index];
+        let Some(commitment) = check.commitment else {
+            return Err(TxError::WrongPhase {
+                phase: "awaiting the verifier's commitment",
+                expected: "committed",
+            });
+        };
+        if job.phase != Phase::Revealed {
+            return Err(TxError::CheckTooEarly(id.to_string(), job.phase.as_str()));
+        }
+        if commitment != plexus_types::check_commitment(id, signer, &output_hash, &salt) {
+            return Err(TxError::CommitmentMismatch);
+        }
+        let same = job.output_hash == Some(output_hash);
+        if same && !agrees {
+            return Err(TxError::InvalidVerdict(
+                "the verifier's output is identical to the provider's, so they agree",
+            ));
+        }
+        let exact = self
+            .market
+            .models
+            .get(&job.model)
+            .is_some_and(|m| m.kind == ModelKind::Chat);
+        if exact && agrees && !same {
+            return Err(TxError::InvalidVerdict(
+                "chat results agree only when identical (exact mode): the output hashes differ",
+            ));
+        }
+        Ok(MarketOp::RevealCheck(*id, index, output_hash, agrees))
     }
 
     // ----- writes -----
@@ -738,6 +954,7 @@ impl State {
                     job.committed_at = self.height;
                     job.deadline = deadline;
                     market.deadlines.insert((deadline, id));
+                    market.committed_now.push(id);
                     events.push(Event::JobCommitted { job: id });
                 }
             }
@@ -746,8 +963,42 @@ impl State {
                 if let Some(job) = market.jobs.get_mut(&id) {
                     market.deadlines.remove(&(job.deadline, id));
                     market.settlements.insert((next.settle_at, id));
+                    for c in next.checks.iter().filter(|c| c.pending()) {
+                        market.check_deadlines.insert((c.deadline, id));
+                    }
                     *job = *next;
                     events.push(Event::JobRevealed { job: id });
+                }
+            }
+            MarketOp::CommitCheck(id, index, commitment, deadline) => {
+                if let Some(c) = market
+                    .jobs
+                    .get_mut(&id)
+                    .and_then(|j| j.checks.get_mut(index))
+                {
+                    c.commitment = Some(commitment);
+                    c.deadline = deadline;
+                    market.check_deadlines.insert((deadline, id));
+                    events.push(Event::CheckCommitted {
+                        job: id,
+                        verifier: c.verifier,
+                    });
+                }
+            }
+            MarketOp::RevealCheck(id, index, output_hash, agrees) => {
+                if let Some(c) = market
+                    .jobs
+                    .get_mut(&id)
+                    .and_then(|j| j.checks.get_mut(index))
+                {
+                    c.output_hash = Some(output_hash);
+                    c.agrees = Some(agrees);
+                    market.touched.insert(id);
+                    events.push(Event::CheckRevealed {
+                        job: id,
+                        verifier: c.verifier,
+                        agrees,
+                    });
                 }
             }
         }
@@ -780,6 +1031,407 @@ impl State {
             .checked_sub(amount)
             .ok_or(LedgerError::HoldingsOverflow)?;
         Ok(())
+    }
+
+    /// `h + commit_timeout + max_units * blocks_per_1000_units / 1000`: when the work on
+    /// `job` started now must be committed.
+    fn work_deadline(&self, job: &Job) -> Result<Height, LedgerError> {
+        let work_blocks = self.market.models.get(&job.model).map_or(0, |m| {
+            u64::from(job.max_units) * m.blocks_per_1000_units / 1000
+        });
+        self.params
+            .commit_timeout
+            .checked_add(work_blocks)
+            .and_then(|blocks| height_after(self.height, blocks))
+            .ok_or(LedgerError::HeightOverflow)
+    }
+
+    /// Take up to `amount` from `who`'s stake (what there is, if less); returns what was taken.
+    fn take_stake(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        who: Address,
+        amount: Amount,
+    ) -> Amount {
+        undo.entry(who)
+            .or_insert_with(|| self.accounts.get(&who).cloned());
+        let account = self.accounts.entry(who).or_default();
+        let taken = account.stake.min(amount);
+        account.stake = Amount::new(account.stake.get() - taken.get());
+        taken
+    }
+
+    /// Pay `amount` (or what the treasury holds, if less) from the treasury to `who`.
+    fn pay_from_treasury(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        who: Address,
+        amount: Amount,
+    ) -> Result<Amount, LedgerError> {
+        let paid = self.treasury.min(amount);
+        self.treasury = Amount::new(self.treasury.get() - paid.get());
+        self.credit(undo, who, paid)?;
+        Ok(paid)
+    }
+
+    fn burn(&mut self, amount: Amount) -> Result<(), LedgerError> {
+        self.supply = self
+            .supply
+            .checked_sub(amount)
+            .ok_or(LedgerError::BurnExceedsSupply(amount))?;
+        Ok(())
+    }
+
+    fn lower_reputation(&mut self, who: &Address, to: impl Fn(u32) -> u32) {
+        if let Some(p) = self.market.providers.get_mut(who) {
+            p.reputation = to(p.reputation).max(MIN_REPUTATION);
+        }
+    }
+
+    /// Draw a verifier for `job` among providers serving its model, unpaused, holding the
+    /// minimum stake, not in `exclude`, with probability proportional to
+    /// `stake * reputation`.
+    fn draw_verifier(
+        &self,
+        job: &Job,
+        exclude: &[Address],
+        seed: &Digest,
+        index: u32,
+    ) -> Option<Address> {
+        let candidates: Vec<(Address, Amount)> = self
+            .market
+            .providers
+            .iter()
+            .filter(|(a, p)| !p.paused && p.models.contains(&job.model) && !exclude.contains(a))
+            .filter_map(|(a, p)| {
+                let stake = self.account_ref(a).stake;
+                if stake < self.params.min_provider_stake {
+                    return None;
+                }
+                let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
+                (!weight.is_zero()).then_some((*a, weight))
+            })
+            .collect();
+        let total = Amount::checked_sum(candidates.iter().map(|(_, w)| *w))?;
+        if total.is_zero() {
+            return None;
+        }
+        let draw = sha256(&[
+            VERIFIER_NAMESPACE,
+            seed.as_ref(),
+            job.id.as_bytes(),
+            &job.attempts.to_be_bytes(),
+            &index.to_be_bytes(),
+        ]);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&draw.as_ref()[..16]);
+        let mut point = u128::from_be_bytes(bytes) % total.get();
+        for (address, weight) in candidates {
+            if point < weight.get() {
+                return Some(address);
+            }
+            point -= weight.get();
+        }
+        None
+    }
+
+    /// With probability `verify_bps / 10000`, from the block's seed, give the just-committed
+    /// job a spot check by another provider; its provider's reveal waits for the verifier's
+    /// commitment, so the reveal deadline moves past the verifier's commit deadline.
+    fn maybe_spot_check(
+        &mut self,
+        events: &mut Vec<Event>,
+        seed: &Digest,
+        id: JobId,
+    ) -> Result<(), LedgerError> {
+        let Some(job) = self.market.jobs.get(&id) else {
+            return Ok(());
+        };
+        if job.phase != Phase::Committed || !job.checks.is_empty() {
+            return Ok(());
+        }
+        let draw = sha256(&[
+            SELECT_NAMESPACE,
+            seed.as_ref(),
+            id.as_bytes(),
+            &job.attempts.to_be_bytes(),
+        ]);
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(&draw.as_ref()[..8]);
+        if u64::from_be_bytes(bytes) % 10_000 >= self.params.verify_bps {
+            return Ok(());
+        }
+        let exclude: Vec<Address> = job.provider.into_iter().collect();
+        let Some(verifier) = self.draw_verifier(job, &exclude, seed, 0) else {
+            return Ok(());
+        };
+        let commit_by = self.work_deadline(job)?;
+        let reveal_by = height_after(commit_by, self.params.reveal_timeout)
+            .ok_or(LedgerError::HeightOverflow)?;
+        let job = self.market.jobs.get_mut(&id).expect("checked above");
+        job.checks.push(Check::new(verifier, false, commit_by));
+        if reveal_by > job.deadline {
+            self.market.deadlines.remove(&(job.deadline, id));
+            job.deadline = reveal_by;
+            self.market.deadlines.insert((reveal_by, id));
+        }
+        self.market.check_deadlines.insert((commit_by, id));
+        events.push(Event::CheckAssigned {
+            job: id,
+            verifier,
+            dispute: false,
+        });
+        Ok(())
+    }
+
+    /// Checks of `id` past their deadline: the verifier is penalised like a provider that
+    /// misses one, and its check stops counting.
+    fn expire_checks(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        id: JobId,
+    ) -> Result<(), LedgerError> {
+        let h = self.height;
+        let Some(job) = self.market.jobs.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut late = Vec::new();
+        for c in job.checks.iter_mut() {
+            if c.pending() && c.deadline <= h {
+                c.missed = true;
+                late.push(c.verifier);
+            }
+        }
+        if late.is_empty() {
+            return Ok(());
+        }
+        for verifier in late {
+            let amount = self.take_stake(undo, verifier, self.params.miss_penalty);
+            self.treasury = self
+                .treasury
+                .checked_add(amount)
+                .ok_or(LedgerError::HoldingsOverflow)?;
+            self.lower_reputation(&verifier, |r| r / 2);
+            events.push(Event::CheckMissed {
+                job: id,
+                verifier,
+                amount,
+            });
+        }
+        self.market.touched.insert(id);
+        Ok(())
+    }
+
+    /// Move a revealed job on once no check is outstanding: open a dispute if a verifier
+    /// disagreed, decide a finished dispute, or settle at `settle_at`.
+    fn finish(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        seed: &Digest,
+        id: JobId,
+    ) -> Result<(), LedgerError> {
+        let Some(job) = self.market.jobs.get(&id) else {
+            return Ok(());
+        };
+        if job.phase != Phase::Revealed || job.checks.iter().any(Check::pending) {
+            return Ok(());
+        }
+        if job.disputed {
+            let job = self.market.jobs.remove(&id).expect("checked above");
+            return self.decide(undo, events, job);
+        }
+        if job.checks.iter().any(|c| c.agrees == Some(false)) {
+            return self.open_dispute(undo, events, seed, id);
+        }
+        if job.settle_at > self.height {
+            return Ok(()); // its settlement entry comes later
+        }
+        let job = self.market.jobs.remove(&id).expect("checked above");
+        self.settle(undo, events, job)
+    }
+
+    /// Draw up to `dispute_verifiers` more verifiers (never the provider or a verifier
+    /// already on the job). If nobody can vote, the dispute is undecided.
+    fn open_dispute(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        seed: &Digest,
+        id: JobId,
+    ) -> Result<(), LedgerError> {
+        let job = self.market.jobs.get(&id).expect("caller checked");
+        let mut exclude: Vec<Address> = job.provider.into_iter().collect();
+        exclude.extend(job.checks.iter().map(|c| c.verifier));
+        let mut drawn = Vec::new();
+        for index in 1..=self.params.dispute_verifiers {
+            match self.draw_verifier(job, &exclude, seed, index) {
+                Some(v) => {
+                    exclude.push(v);
+                    drawn.push(v);
+                }
+                None => break,
+            }
+        }
+        let commit_by = self.work_deadline(job)?;
+        let job = self.market.jobs.get_mut(&id).expect("caller checked");
+        job.disputed = true;
+        if drawn.is_empty() {
+            let job = self.market.jobs.remove(&id).expect("caller checked");
+            return self.decide(undo, events, job);
+        }
+        for v in &drawn {
+            job.checks.push(Check::new(*v, true, commit_by));
+            events.push(Event::CheckAssigned {
+                job: id,
+                verifier: *v,
+                dispute: true,
+            });
+        }
+        self.market.check_deadlines.insert((commit_by, id));
+        events.push(Event::DisputeOpened {
+            job: id,
+            verifiers: drawn,
+        });
+        Ok(())
+    }
+
+    /// Decide a dispute whose votes are all in (the job has left `jobs`). The provider is
+    /// wrong when more quorum verifiers disagree with it than agree; the losing side is
+    /// slashed `fraud_slash` each, `slash_reward_bps` of the total is shared by the winning
+    /// side and the rest is burned. With no vote at all the dispute is undecided: nobody is
+    /// slashed or paid and the owner gets its escrow back.
+    fn decide(
+        &mut self,
+        undo: &mut BTreeMap<Address, Option<crate::Account>>,
+        events: &mut Vec<Event>,
+        job: Job,
+    ) -> Result<(), LedgerError> {
+        let provider = job.provider.ok_or(LedgerError::HoldingsOverflow)?;
+        let votes: Vec<(Address, bool)> = job
+            .checks
+            .iter()
+            .filter(|c| c.dispute)
+            .filter_map(|c| c.agrees.map(|a| (c.verifier, a)))
+            .collect();
+        if votes.is_empty() {
+            if let Some(p) = self.market.providers.get_mut(&provider) {
+                p.unsettled_jobs -= 1;
+            }
+            events.push(Event::DisputeResolved {
+                job: job.id,
+                outcome: "undecided".into(),
+                slashed: Amount::ZERO,
+                rewarded: Amount::ZERO,
+                burned: Amount::ZERO,
+            });
+            return self.refund(
+                undo,
+                events,
+                job,
+                "a verifier disputed the result and no quorum could decide",
+            );
+        }
+        let against = votes.iter().filter(|(_, agrees)| !agrees).count();
+        let provider_wrong = against > votes.len() - against;
+        // Every verdict (spot check and quorum) on the losing side is slashed.
+        let verdicts = job
+            .checks
+            .iter()
+            .filter_map(|c| c.agrees.map(|a| (c.verifier, a)));
+        let (mut losers, mut winners): (Vec<Address>, Vec<Address>) = (Vec::new(), Vec::new());
+        for (verifier, agrees) in verdicts {
+            if agrees == provider_wrong {
+                losers.push(verifier);
+            } else {
+                winners.push(verifier);
+            }
+        }
+        if provider_wrong {
+            losers.push(provider);
+        } else {
+            winners.push(provider);
+        }
+        let mut slashed = Amount::ZERO;
+        for who in &losers {
+            let amount = self.take_stake(undo, *who, self.params.fraud_slash);
+            slashed = slashed
+                .checked_add(amount)
+                .ok_or(LedgerError::HoldingsOverflow)?;
+            self.lower_reputation(who, |_| MIN_REPUTATION);
+            events.push(Event::Slashed {
+                who: *who,
+                job: job.id,
+                amount,
+            });
+        }
+        let pool = slashed
+            .mul_div(u128::from(self.params.slash_reward_bps), 10_000)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        let share = Amount::new(pool.get() / winners.len() as u128);
+        let mut rewarded = Amount::ZERO;
+        for who in &winners {
+            self.credit(undo, *who, share)?;
+            rewarded = rewarded
+                .checked_add(share)
+                .ok_or(LedgerError::HoldingsOverflow)?;
+            events.push(Event::Rewarded {
+                who: *who,
+                job: job.id,
+                amount: share,
+                reason: "share of a dispute's slash".into(),
+            });
+        }
+        let burned = Amount::new(slashed.get() - rewarded.get());
+        self.burn(burned)?;
+        events.push(Event::DisputeResolved {
+            job: job.id,
+            outcome: if provider_wrong {
+                "provider_wrong"
+            } else {
+                "provider_right"
+            }
+            .into(),
+            slashed,
+            rewarded,
+            burned,
+        });
+        if provider_wrong {
+            // Verifiers that were right are paid for their work as on agreement.
+            let pay = self.check_pay(&job)?;
+            for c in job.checks.iter().filter(|c| c.agrees == Some(false)) {
+                let paid = self.pay_from_treasury(undo, c.verifier, pay)?;
+                events.push(Event::Rewarded {
+                    who: c.verifier,
+                    job: job.id,
+                    amount: paid,
+                    reason: "verification".into(),
+                });
+            }
+            if let Some(p) = self.market.providers.get_mut(&provider) {
+                p.unsettled_jobs -= 1;
+            }
+            return self.refund(
+                undo,
+                events,
+                job,
+                "a dispute found the provider's result wrong",
+            );
+        }
+        self.settle(undo, events, job)
+    }
+
+    /// What a verifier whose verdict stands is paid for its re-run: what the provider earns
+    /// for the job (`price - fee`), from the treasury.
+    fn check_pay(&self, job: &Job) -> Result<Amount, LedgerError> {
+        let payment = job.price().ok_or(LedgerError::HoldingsOverflow)?;
+        let fee = payment
+            .mul_div(u128::from(self.params.protocol_fee_bps), 10_000)
+            .ok_or(LedgerError::HoldingsOverflow)?;
+        payment
+            .checked_sub(fee)
+            .ok_or(LedgerError::HoldingsOverflow)
     }
 
     /// Deadlines, settlements, assignment and pricing, after the block's transactions.
@@ -816,17 +1468,33 @@ impl State {
                 Phase::Revealed => {}
             }
         }
-        // 2. Settlements that are due.
+        // 2. Verifiers' deadlines that have passed.
+        while let Some(&(deadline, id)) = self.market.check_deadlines.first() {
+            if deadline > h {
+                break;
+            }
+            self.market.check_deadlines.pop_first();
+            self.expire_checks(undo, events, id)?;
+        }
+        // 3. Spot checks for the jobs committed in this block: the block's seed was unknown
+        //    to their providers when they committed.
+        for id in std::mem::take(&mut self.market.committed_now) {
+            self.maybe_spot_check(events, seed, id)?;
+        }
+        // 4. Jobs whose checks moved: a disagreement opens a dispute, a finished dispute
+        //    is decided.
+        for id in std::mem::take(&mut self.market.touched) {
+            self.finish(undo, events, seed, id)?;
+        }
+        // 5. Settlements that are due (a job with a check outstanding settles when it ends).
         while let Some(&(at, id)) = self.market.settlements.first() {
             if at > h {
                 break;
             }
             self.market.settlements.pop_first();
-            if let Some(job) = self.market.jobs.remove(&id) {
-                self.settle(undo, events, job)?;
-            }
+            self.finish(undo, events, seed, id)?;
         }
-        // 3. Assignment, oldest queued job first.
+        // 6. Assignment, oldest queued job first.
         let queued: Vec<(u64, JobId)> = self.market.queue.iter().map(|(s, j)| (*s, *j)).collect();
         for (seq, id) in queued {
             let Some(job) = self.market.jobs.get(&id) else {
@@ -836,16 +1504,8 @@ impl State {
                 continue;
             };
             // Slow work gets time: the model's speed floor stretches the deadline.
-            let work_blocks = self.market.models.get(&job.model).map_or(0, |m| {
-                u64::from(job.max_units) * m.blocks_per_1000_units / 1000
-            });
+            let deadline = self.work_deadline(job)?;
             self.market.queue.remove(&seq);
-            let deadline = self
-                .params
-                .commit_timeout
-                .checked_add(work_blocks)
-                .and_then(|blocks| height_after(h, blocks))
-                .ok_or(LedgerError::HeightOverflow)?;
             let job = self.market.jobs.get_mut(&id).expect("queued job exists");
             self.market.deadlines.remove(&(job.deadline, id));
             job.phase = Phase::Assigned;
@@ -868,7 +1528,7 @@ impl State {
                 unit_price,
             });
         }
-        // 4. Prices follow utilization. Demand is the assigned jobs plus the queued jobs
+        // 7. Prices follow utilization. Demand is the assigned jobs plus the queued jobs
         //    that can still afford the base price (a priced-out job is not demand at this
         //    price, as an under-priced transaction is not in EIP-1559).
         let mut affordable: BTreeMap<Digest, u64> = BTreeMap::new();
@@ -1023,6 +1683,9 @@ impl State {
         job.provider = None;
         job.unit_price = Amount::ZERO;
         job.commitment = None;
+        // A verifier's work on a result that never came is void (unpaid, unpunished).
+        job.checks.clear();
+        job.disputed = false;
         if job.attempts >= self.params.max_job_attempts {
             return self.refund(
                 undo,
@@ -1074,6 +1737,17 @@ impl State {
         if let Some(p) = self.market.providers.get_mut(&provider) {
             p.unsettled_jobs -= 1;
             p.reputation = (p.reputation + REPUTATION_GAIN).min(MAX_REPUTATION);
+        }
+        // Verifiers that confirmed the result are paid for the re-run out of the treasury,
+        // which every job's fee feeds.
+        for c in job.checks.iter().filter(|c| c.agrees == Some(true)) {
+            let paid = self.pay_from_treasury(undo, c.verifier, earned)?;
+            events.push(Event::Rewarded {
+                who: c.verifier,
+                job: job.id,
+                amount: paid,
+                reason: "verification".into(),
+            });
         }
         events.push(Event::JobSettled {
             job: Box::new(job),

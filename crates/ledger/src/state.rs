@@ -8,7 +8,7 @@ use plexus_types::{
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Domain separation for [`State::state_root`].
-const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V3";
+const STATE_NAMESPACE: &[u8] = b"_PLEXUS_STATE_V4";
 
 /// Most unbonding entries one account may have pending (entries maturing at the same height
 /// are merged, so this bounds the per-account state, not the amount).
@@ -78,7 +78,9 @@ pub fn cost(tx: &Transaction) -> Option<Amount> {
         | Action::PauseProvider { .. }
         | Action::Deregister
         | Action::CommitResult { .. }
-        | Action::RevealResult { .. } => Some(tx.fee),
+        | Action::RevealResult { .. }
+        | Action::CommitCheck { .. }
+        | Action::RevealCheck { .. } => Some(tx.fee),
     }
 }
 
@@ -349,6 +351,7 @@ impl State {
         }
         let prev_height = self.height;
         let prev_treasury = self.treasury;
+        let prev_supply = self.supply;
         // The market is small next to the accounts; a copy is its undo log.
         let prev_market = (!self.market.is_empty()).then(|| self.market.clone());
         let mut events = Vec::new();
@@ -397,6 +400,7 @@ impl State {
                     };
                 }
                 self.treasury = prev_treasury;
+                self.supply = prev_supply;
                 self.height = prev_height;
                 self.market = prev_market.unwrap_or_default();
                 Err(e)
@@ -616,6 +620,15 @@ impl State {
                 market = op;
                 receipt = Some((r, receipt_signature));
             }
+            Action::CommitCheck { job, commitment } => {
+                market = self.check_commit_check(&tx.signer, job, *commitment, height)?
+            }
+            Action::RevealCheck {
+                job,
+                output_hash,
+                salt,
+                agrees,
+            } => market = self.check_reveal_check(&tx.signer, job, *output_hash, *salt, *agrees)?,
         }
 
         let spendable = account

@@ -173,7 +173,7 @@ fn genesis_digest_is_canonical_and_sensitive() {
         assert_ne!(v.digest(), g.digest(), "{v:?}");
     }
     // Pin the layout.
-    let mut bytes = b"_PLEXUS_GENESIS_V3".to_vec();
+    let mut bytes = b"_PLEXUS_GENESIS_V4".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
     bytes.extend_from_slice(&params_bytes(&g.params));
@@ -204,6 +204,11 @@ fn params_bytes(p: &Params) -> Vec<u8> {
     b.extend_from_slice(&p.queue_timeout.to_be_bytes());
     b.extend_from_slice(&p.max_payload_size.to_be_bytes());
     b.extend_from_slice(&p.max_queued_jobs.to_be_bytes());
+    b.extend_from_slice(&p.verify_bps.to_be_bytes());
+    b.extend_from_slice(&p.dispute_verifiers.to_be_bytes());
+    b.extend_from_slice(&p.fraud_slash.get().to_be_bytes());
+    b.extend_from_slice(&p.slash_reward_bps.to_be_bytes());
+    b.extend_from_slice(&p.embedding_tolerance_micros.to_be_bytes());
     b
 }
 
@@ -231,7 +236,7 @@ fn state_root_layout_is_pinned() {
             &[tx(&keys.bob, 0, 10, Action::Unbond { amount: amt(7) })],
         )
         .unwrap();
-    let mut bytes = b"_PLEXUS_STATE_V3".to_vec();
+    let mut bytes = b"_PLEXUS_STATE_V4".to_vec();
     bytes.extend_from_slice(&(CHAIN.len() as u64).to_be_bytes());
     bytes.extend_from_slice(CHAIN.as_bytes());
     bytes.extend_from_slice(&1u64.to_be_bytes());

@@ -331,9 +331,20 @@ pub fn block_json(block: &Block) -> Value {
                     action["max_unit_price"] = json!(max_unit_price);
                     action["region"] = json!(region);
                 }
-                Action::CommitResult { job, commitment } => {
+                Action::CommitResult { job, commitment }
+                | Action::CommitCheck { job, commitment } => {
                     action["job"] = json!(job);
                     action["commitment"] = json!(digest_hex(commitment));
+                }
+                Action::RevealCheck {
+                    job,
+                    output_hash,
+                    agrees,
+                    ..
+                } => {
+                    action["job"] = json!(job);
+                    action["output_hash"] = json!(digest_hex(output_hash));
+                    action["agrees"] = json!(agrees);
                 }
                 Action::RevealResult {
                     job,

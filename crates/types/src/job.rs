@@ -22,6 +22,7 @@ use std::fmt;
 pub const RECEIPT_NAMESPACE: &[u8] = b"_PLEXUS_RECEIPT_V1";
 const JOB_ID_NAMESPACE: &[u8] = b"_PLEXUS_JOB_ID_V1";
 const COMMIT_NAMESPACE: &[u8] = b"_PLEXUS_COMMIT_V1";
+const CHECK_COMMIT_NAMESPACE: &[u8] = b"_PLEXUS_CHECK_COMMIT_V1";
 /// Namespace of a job owner's request for its result before the reveal.
 pub const RESULT_REQUEST_NAMESPACE: &[u8] = b"_PLEXUS_RESULT_REQUEST_V1";
 
@@ -224,6 +225,25 @@ pub fn commitment(job: &JobId, output_hash: &Digest, salt: &Digest) -> Digest {
     ])
 }
 
+/// `sha256("_PLEXUS_CHECK_COMMIT_V1" || job || verifier || output_hash || salt)`: what a
+/// verifier commits to before revealing its re-run. The verifier's address is bound in, so a
+/// verifier cannot commit to a copy of the provider's commitment and reveal the provider's
+/// output and salt once they are public.
+pub fn check_commitment(
+    job: &JobId,
+    verifier: &crate::Address,
+    output_hash: &Digest,
+    salt: &Digest,
+) -> Digest {
+    sha256(&[
+        CHECK_COMMIT_NAMESPACE,
+        job.as_bytes(),
+        verifier.as_bytes(),
+        output_hash.as_ref(),
+        salt.as_ref(),
+    ])
+}
+
 /// What a provider signs when it reveals a result: the work, the result and the price.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Receipt {
@@ -364,6 +384,14 @@ mod tests {
         assert_ne!(c, commitment(&JobId::from_bytes([2; 32]), &out, &salt));
         assert_ne!(c, commitment(&job, &sha256(&[b"p"]), &salt));
         assert_ne!(c, commitment(&job, &out, &sha256(&[b"t"])));
+        let v = crate::Address::from(&key_from_seed(1).public_key());
+        let w = crate::Address::from(&key_from_seed(2).public_key());
+        let cc = check_commitment(&job, &v, &out, &salt);
+        assert_ne!(
+            cc, c,
+            "a check commitment never equals a provider commitment"
+        );
+        assert_ne!(cc, check_commitment(&job, &w, &out, &salt));
     }
 
     #[test]

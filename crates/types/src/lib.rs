@@ -29,7 +29,7 @@ pub use block::{Block, BlockHeader};
 pub use error::Error;
 pub use job::{
     JobId, ModelKind, RECEIPT_NAMESPACE, RESULT_AUTH_HEADER, RESULT_REQUEST_NAMESPACE, Receipt,
-    WorkUnit, commitment, result_request_auth, verify_result_request_auth,
+    WorkUnit, check_commitment, commitment, result_request_auth, verify_result_request_auth,
 };
 pub use tx::{Action, SignedTransaction, Transaction, TxHash};
 

@@ -75,6 +75,18 @@ pub enum Action {
         /// The provider's signature over the [`crate::Receipt`] of this job.
         receipt_signature: Signature,
     },
+    /// A verifier drawn to check `job` commits to
+    /// [`check_commitment`](crate::check_commitment)`(job, verifier, output_hash, salt)` of
+    /// its own re-run, before it can see the provider's result.
+    CommitCheck { job: JobId, commitment: Digest },
+    /// The verifier reveals its own result and its verdict on the provider's: whether the
+    /// two agree under the job kind's comparison rule.
+    RevealCheck {
+        job: JobId,
+        output_hash: Digest,
+        salt: Digest,
+        agrees: bool,
+    },
 }
 
 impl Action {
@@ -89,6 +101,8 @@ impl Action {
     const POST_JOB: u8 = 8;
     const COMMIT_RESULT: u8 = 9;
     const REVEAL_RESULT: u8 = 10;
+    const COMMIT_CHECK: u8 = 11;
+    const REVEAL_CHECK: u8 = 12;
 
     /// A short name for logs and JSON.
     pub fn kind(&self) -> &'static str {
@@ -104,6 +118,8 @@ impl Action {
             Action::PostJob { .. } => "post_job",
             Action::CommitResult { .. } => "commit_result",
             Action::RevealResult { .. } => "reveal_result",
+            Action::CommitCheck { .. } => "commit_check",
+            Action::RevealCheck { .. } => "reveal_check",
         }
     }
 }
@@ -197,6 +213,23 @@ impl Write for Action {
                 units.write(buf);
                 receipt_signature.write(buf);
             }
+            Action::CommitCheck { job, commitment } => {
+                Self::COMMIT_CHECK.write(buf);
+                job.write(buf);
+                commitment.write(buf);
+            }
+            Action::RevealCheck {
+                job,
+                output_hash,
+                salt,
+                agrees,
+            } => {
+                Self::REVEAL_CHECK.write(buf);
+                job.write(buf);
+                output_hash.write(buf);
+                salt.write(buf);
+                agrees.write(buf);
+            }
         }
     }
 }
@@ -226,7 +259,8 @@ impl EncodeSize for Action {
             Action::PostJob { region, .. } => {
                 32 + 32 + 4 + 4 + 16 + region.as_bytes().encode_size()
             }
-            Action::CommitResult { .. } => 32 + 32,
+            Action::CommitResult { .. } | Action::CommitCheck { .. } => 32 + 32,
+            Action::RevealCheck { .. } => 32 + 32 + 32 + 1,
             Action::RevealResult { .. } => 32 + 32 + 4 + 32 + 4 + 64,
         }
     }
@@ -288,6 +322,16 @@ impl Read for Action {
                 salt: Digest::read(buf)?,
                 units: u32::read(buf)?,
                 receipt_signature: Signature::read(buf)?,
+            }),
+            Self::COMMIT_CHECK => Ok(Action::CommitCheck {
+                job: JobId::read(buf)?,
+                commitment: Digest::read(buf)?,
+            }),
+            Self::REVEAL_CHECK => Ok(Action::RevealCheck {
+                job: JobId::read(buf)?,
+                output_hash: Digest::read(buf)?,
+                salt: Digest::read(buf)?,
+                agrees: bool::read(buf)?,
             }),
             tag => Err(CodecError::InvalidEnum(tag)),
         }
@@ -526,6 +570,16 @@ mod tests {
                 salt: sha256(&[b"s"]),
                 units: 3,
                 receipt_signature: key.sign(b"x", b"y"),
+            },
+            Action::CommitCheck {
+                job: JobId::from_bytes([5; 32]),
+                commitment: sha256(&[b"c"]),
+            },
+            Action::RevealCheck {
+                job: JobId::from_bytes([5; 32]),
+                output_hash: sha256(&[b"o"]),
+                salt: sha256(&[b"s"]),
+                agrees: false,
             },
         ] {
             let stx = Transaction {
