@@ -81,8 +81,10 @@ pub mod defaults {
     pub fn miss_penalty() -> Amount {
         Amount::new(100_000)
     }
+    /// 10%: the treasury it feeds pays verifiers, and with one job in ten re-run at the
+    /// provider's earnings the fee must be at least `verify_bps * (1 - fee)`.
     pub fn protocol_fee_bps() -> u64 {
-        500
+        1_000
     }
     pub fn target_utilization_bps() -> u64 {
         5_000

@@ -3,8 +3,9 @@
 //! This version implements **accounts** (balances, nonces, transfers, fees), **staking**
 //! (bond, unbond with a delay, withdraw) and the **job market**: the model and provider
 //! registries, jobs with escrow, fair assignment, commit-reveal, deadlines with penalties,
-//! automatic settlement and dynamic pricing (see [Job market](#job-market)). Verification and
-//! slashing of wrong results arrive with a later issue.
+//! automatic settlement and dynamic pricing (see [Job market](#job-market)), and
+//! **verification**: spot checks, disputes and slashing (see
+//! [Verification and slashing](#verification-and-slashing)).
 //!
 //! # Bird's eye view
 //!
@@ -166,6 +167,81 @@
 //! its queue deadline is refunded in full ([`Event::JobRefunded`]). The owner therefore pays
 //! at most once, and only for a revealed result.
 //!
+//! ## Verification and slashing
+//!
+//! Results are not re-run by default; a random fraction is, by another provider, before it
+//! can see the result it checks.
+//!
+//! - **Selection.** At the end of the block that includes a `CommitResult` (whose seed the
+//!   provider could not know when it committed), the job is drawn for a **spot check** when
+//!   `sha256("_PLEXUS_SELECT_V1" || seed || job id || attempts)` (first 8 bytes, big-endian)
+//!   `mod 10000 < verify_bps`. A **verifier** is drawn among the other providers that serve the
+//!   model, are unpaused and hold `min_provider_stake`, with probability proportional to
+//!   `stake * reputation` (`"_PLEXUS_VERIFIER_V1"`, as for assignment; spare capacity is not
+//!   required). With nobody to draw, the job goes unchecked. The check (in `job.checks`) must
+//!   be committed by the job's work deadline (`h + commit_timeout + max_units *
+//!   blocks_per_1000_units / 1000`); the provider's reveal deadline moves to at least
+//!   `reveal_timeout` after that.
+//! - **Verifier commit-reveal.** **`CommitCheck { job, commitment }`** by the verifier
+//!   (`not_verifier` otherwise) records
+//!   [`check_commitment`](plexus_types::check_commitment)`(job, verifier, output_hash, salt)` of
+//!   its own re-run. The verifier's address is bound in, so a copy of the provider's commitment
+//!   cannot be opened later. Until the spot check is committed (or missed) the provider's
+//!   `RevealResult` fails with `awaiting_verifier`: the verifier never sees the result it
+//!   checks before it has committed to its own. **`RevealCheck { job, output_hash, salt,
+//!   agrees }`** comes after the provider's reveal (`check_too_early`), opens the commitment
+//!   (`commitment_mismatch`) and gives the verdict. The verdict must fit the job kind's rule
+//!   (`invalid_verdict`): identical output hashes always agree; **chat** (exact mode) agrees
+//!   exactly when the hashes are equal; **embeddings** agree when both outputs have the same
+//!   number and size of vectors and no component differs by more than
+//!   `embedding_tolerance_micros / 10^6`, a rule the verifier applies off-chain to both
+//!   payloads (the chain sees only hashes). The reveal is due `reveal_timeout` after the
+//!   provider's reveal.
+//! - **Agreement.** The job settles as usual; each verifier that agreed is paid what the
+//!   provider earned (`price - fee`) from the treasury, or what the treasury holds if less.
+//! - **Dispute.** When a verifier disagrees, up to `dispute_verifiers` more verifiers are drawn
+//!   (never the provider or a verifier already on the job) and commit and reveal the same way.
+//!   The provider is wrong when more of them disagree than agree (a tie keeps the result).
+//!   Every party on the losing side (the provider, or each verifier whose verdict lost, spot
+//!   check included) loses `min(fraud_slash, stake)` of stake and its reputation falls to
+//!   [`MIN_REPUTATION`]; `slash_reward_bps` of the total slashed is shared equally by the
+//!   winning side and the rest (with the division's remainder) is **burned**: the supply falls
+//!   by it. A wrong result's escrow goes back to its owner in full and the verifiers who were
+//!   right are paid as on agreement; a right result settles and its provider shares the
+//!   reward. If nobody can be drawn, or every drawn verifier misses its deadlines, the dispute
+//!   is undecided: the owner is refunded and nobody is slashed or paid.
+//! - **Missed checks.** A verifier past a deadline loses `min(miss_penalty, stake)` to the
+//!   treasury and half its reputation; its check stops counting. If the provider misses its own
+//!   deadline, the job's checks are void.
+//!
+//! ### Why cheating does not pay
+//!
+//! Let `P` be a job's price, `c <= P` the compute a provider saves by returning a wrong result
+//! instead of doing the work, `p = verify_bps / 10000` and `S = min(fraud_slash, stake)`. With
+//! an honest majority among the drawn verifiers (by stake), a checked wrong chat result is
+//! caught with certainty, so one cheated job changes the cheater's wealth by `+c` unchecked
+//! and by `c - (P - fee) - S` checked. Its expected value is negative when
+//!
+//! ```text
+//! p * (P - fee + S) > c,    for which  p * S >= P  suffices.
+//! ```
+//!
+//! With the defaults (`p = 10%`, `fraud_slash = 1,000,000` = the default minimum provider
+//! stake), cheating on any job priced below 100,000 is a loss on expectation, whatever
+//! fraction of jobs is cheated on; one proven fraud costs the whole minimum bond and drops the
+//! provider's reputation to 1%, so its later assignments all but stop. What is left is
+//! variance: a provider that cheats on `k` jobs escapes every check with probability
+//! `(1 - p)^k` (0.5% for `k = 50`); `plexus sim` measures both. Verification costs about `p`
+//! extra compute (plus `dispute_verifiers` re-runs per dispute), which the protocol fee funds
+//! when `protocol_fee_bps >= verify_bps * (1 - fee)` (10% and 10% by default).
+//!
+//! Limits: the embedding verdict is the verifier's own claim, so a lazy verifier that always
+//! agrees without re-running is not caught, and while it is drawn a wrong embedding passes as
+//! if unchecked (a chat agreement must match the provider's hash, so it cannot guess); the
+//! dispute quorum sees the
+//! provider's revealed output, so its safety rests on an honest majority of the drawn stake;
+//! the block seed could be ground by a proposer (a threshold VRF would remove that).
+//!
 //! ## Pricing
 //!
 //! After assignment, each model's base price moves toward a target utilization of its
@@ -185,6 +261,8 @@
 //!   `active_jobs` its assigned jobs and `queued_jobs` its queued ones.
 //! - Every queued, assigned or committed job has exactly one deadline entry; every revealed
 //!   job one settlement entry.
+//! - A job's provider reveal is held back while its spot check is uncommitted; a revealed
+//!   job settles only when none of its checks is pending and no dispute is open.
 //!
 //! # Blocks
 //!
@@ -195,7 +273,8 @@
 //!    height` (this is the `h` of unbond release and withdraw maturity);
 //! 3. transactions execute in block order; one that fails is skipped, changes nothing and
 //!    pays no fee, and its error is recorded in [`BlockOutcome::results`];
-//! 4. the market's end-of-block work runs: deadlines, settlements, assignment, prices
+//! 4. the market's end-of-block work runs: deadlines, verifiers' deadlines, spot checks,
+//!    disputes, settlements, assignment, prices
 //!    ([Job market](#job-market)), seeded by the block's `seed`;
 //! 5. the invariant is checked. A violation is a ledger bug ([`LedgerError`]), and the state is
 //!    restored to exactly what it was before the call (the block keeps an undo log of the
@@ -213,9 +292,10 @@
 //! sum(balances) + sum(stakes) + sum(unbonding amounts) + escrow + treasury == supply
 //! ```
 //!
-//! and `supply` never changes (this version has no mint or burn). Fees and penalties move
-//! tokens to the treasury, stake and unbonding move them within an account, escrow holds a
-//! job's payment between post and settlement; nothing creates or destroys tokens.
+//! and `supply` changes only by burns: the part of a dispute's slash not paid as reward
+//! ([`Event::DisputeResolved`]`.burned`). Fees and penalties move tokens to the treasury,
+//! verification pay moves them out of it, stake and unbonding move them within an account,
+//! escrow holds a job's payment between post and settlement; nothing creates tokens.
 //!
 //! # State root
 //!
@@ -250,14 +330,18 @@
 //!     || queue_seq u64 || provider opt || unit_price u128 || assigned_at u64 || deadline u64
 //!     || commitment opt || committed_at u64 || output_hash opt || output_size u32
 //!     || salt opt || units u32 || receipt_signature opt (64) || revealed_at u64
-//!     || settle_at u64
+//!     || settle_at u64 || n_checks u64 || checks || disputed u8
+//!     check: verifier [32] || dispute u8 || deadline u64 || commitment opt
+//!     || output_hash opt || agrees u8 (0 none, 1 false, 2 true) || missed u8
 //! ```
 //!
 //! `opt` is `0` for none or `1 ||` the bytes; `phase` is 0 queued, 1 assigned, 2 committed,
 //! 3 revealed. `params` is, in order: `min_fee u128, unbonding_delay u64,
 //! min_provider_stake u128, commit_timeout u64, reveal_timeout u64, challenge_window u64,
 //! miss_penalty u128, protocol_fee_bps u64, target_utilization_bps u64, price_step_divisor
-//! u64, max_job_attempts u32, queue_timeout u64, max_payload_size u32, max_queued_jobs u32`.
+//! u64, max_job_attempts u32, queue_timeout u64, max_payload_size u32, max_queued_jobs u32,
+//! verify_bps u64, dispute_verifiers u32, fraud_slash u128, slash_reward_bps u64,
+//! embedding_tolerance_micros u32`.
 //!
 //! Only accounts that differ from the default are stored, and an account never returns to
 //! the default (its nonce or balance stays non-zero), so the account set is canonical.
@@ -295,8 +379,8 @@ mod state;
 pub use error::{LedgerError, TxError};
 pub use genesis::{Genesis, GenesisAccount, GenesisModel, Params, defaults};
 pub use market::{
-    Event, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION, Model, Phase, Provider,
-    REPUTATION_GAIN, next_base_price,
+    Check, Event, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION, Model, Phase,
+    Provider, REPUTATION_GAIN, next_base_price,
 };
 pub use state::{Account, BlockOutcome, MAX_UNBONDING_ENTRIES, Queued, State, Unbonding, cost};
 

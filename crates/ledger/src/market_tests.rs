@@ -13,6 +13,7 @@ const FEE: u128 = 10;
 const MIN_STAKE: u128 = 1_000;
 const PENALTY: u128 = 300;
 const MIN_PRICE: u128 = 100;
+const FRAUD_SLASH: u128 = 800;
 
 fn amt(v: u128) -> Amount {
     Amount::new(v)
@@ -36,11 +37,18 @@ struct Net {
 
 impl Net {
     fn new() -> Self {
+        Self::build(3, ModelKind::Embedding, 0)
+    }
+
+    /// `n` providers, a model of `kind`, spot checks with probability `verify_bps`.
+    fn build(n: u64, kind: ModelKind, verify_bps: u64) -> Self {
         let user = key_from_seed(10);
-        let providers: Vec<PrivateKey> = (11..14).map(key_from_seed).collect();
+        let providers: Vec<PrivateKey> = (11..11 + n).map(key_from_seed).collect();
         let mut params = Params::new(amt(FEE), 5);
         params.min_provider_stake = amt(MIN_STAKE);
         params.miss_penalty = amt(PENALTY);
+        params.verify_bps = verify_bps;
+        params.fraud_slash = amt(FRAUD_SLASH);
         params.commit_timeout = 3;
         params.reveal_timeout = 3;
         params.challenge_window = 2;
@@ -65,7 +73,7 @@ impl Net {
             models: vec![GenesisModel {
                 hash: model_hash(),
                 name: "embed".into(),
-                kind: ModelKind::Embedding,
+                kind,
                 unit: WorkUnit::InputTokens,
                 min_price: amt(MIN_PRICE),
                 // Deadlines are commit_timeout alone, except where a test sets a speed.
@@ -280,9 +288,9 @@ fn job_lifecycle_pays_exactly_and_settles_without_anyone() {
             _ => None,
         })
         .expect("settled");
-    // 7 units at the base price 100; 5% protocol fee.
+    // 7 units at the base price 100; 10% protocol fee.
     assert_eq!(settled.1, amt(700));
-    assert_eq!(settled.2, amt(35));
+    assert_eq!(settled.2, amt(70));
     assert_eq!(settled.3, amt(800));
     assert_eq!(settled.0.id, id);
     assert!(net.state.job(&id).is_none());
@@ -291,11 +299,11 @@ fn job_lifecycle_pays_exactly_and_settles_without_anyone() {
         net.state.account(&user).balance,
         user_before.checked_sub(amt(700 + FEE)).unwrap()
     );
-    // The provider paid two fees (commit, reveal) and earned 700 - 35.
+    // The provider paid two fees (commit, reveal) and earned 700 - 70.
     assert_eq!(
         net.state.account(&provider).balance,
         provider_before
-            .checked_add(amt(665))
+            .checked_add(amt(630))
             .and_then(|b| b.checked_sub(amt(2 * FEE)))
             .unwrap()
     );
@@ -857,4 +865,454 @@ fn failed_block_restores_the_market() {
     let h = net.state.height().checked_next().unwrap();
     assert!(net.state.apply_block(h, &sha256(&[b"s"]), &[post]).is_err());
     assert_eq!(net.state, expected);
+}
+
+// ---- verification: spot checks, disputes, slashing ----
+
+/// Post one job in a network where every commit is spot-checked, have its provider commit
+/// `output`, and return the job and its spot verifier.
+fn checked_job(net: &mut Net, providers: usize, output: &[u8]) -> (JobId, Address) {
+    for i in 0..providers {
+        net.register(i, 4, "", 0);
+    }
+    let (id, post) = net.post(10, 150);
+    net.block(vec![post]);
+    let c = net.commit(&id, output);
+    let out = net.block(vec![c]);
+    let job = net.job(&id);
+    assert_eq!(job.checks.len(), 1, "verify_bps = 10000 checks every job");
+    let verifier = job.checks[0].verifier;
+    assert_ne!(
+        Some(verifier),
+        job.provider,
+        "a provider never checks itself"
+    );
+    assert!(out.events.contains(&Event::CheckAssigned {
+        job: id,
+        verifier,
+        dispute: false,
+    }));
+    (id, verifier)
+}
+
+fn check_salt(verifier: &Address) -> Digest {
+    sha256(&[b"check-salt", verifier.as_bytes()])
+}
+
+impl Net {
+    fn commit_check(&mut self, id: &JobId, verifier: Address, output: &[u8]) -> SignedTransaction {
+        let key = self.provider_key(verifier);
+        let c = plexus_types::check_commitment(
+            id,
+            &verifier,
+            &sha256(&[output]),
+            &check_salt(&verifier),
+        );
+        self.tx(
+            &key,
+            Action::CommitCheck {
+                job: *id,
+                commitment: c,
+            },
+        )
+    }
+
+    fn reveal_check(
+        &mut self,
+        id: &JobId,
+        verifier: Address,
+        output: &[u8],
+        agrees: bool,
+    ) -> SignedTransaction {
+        let key = self.provider_key(verifier);
+        self.tx(
+            &key,
+            Action::RevealCheck {
+                job: *id,
+                output_hash: sha256(&[output]),
+                salt: check_salt(&verifier),
+                agrees,
+            },
+        )
+    }
+
+    fn stake(&self, a: &Address) -> Amount {
+        self.state.account(a).stake
+    }
+}
+
+#[test]
+fn a_spot_check_that_agrees_settles_and_pays_the_verifier() {
+    let mut net = Net::build(2, ModelKind::Embedding, 10_000);
+    let (id, verifier) = checked_job(&mut net, 2, b"vector");
+    let provider = net.job(&id).provider.unwrap();
+    let supply = net.state.supply();
+
+    // The provider may not reveal before the verifier has committed: the verifier would
+    // see the result it is meant to reproduce.
+    let key = net.provider_key(provider);
+    let action = reveal_action(&net.job(&id), &key, b"vector", 7);
+    assert_eq!(
+        net.expect_err(&key, action),
+        TxError::AwaitingVerifier(id.to_string())
+    );
+    // A verifier cannot reveal before the provider.
+    let c = net.commit_check(&id, verifier, b"vector");
+    net.block(vec![c]);
+    let vkey = net.provider_key(verifier);
+    let early = Action::RevealCheck {
+        job: id,
+        output_hash: sha256(&[b"vector"]),
+        salt: check_salt(&verifier),
+        agrees: true,
+    };
+    assert_eq!(
+        net.expect_err(&vkey, early),
+        TxError::CheckTooEarly(id.to_string(), "committed")
+    );
+    // Someone who is not the verifier cannot commit a check.
+    let user = net.user.clone();
+    let stranger = Action::CommitCheck {
+        job: id,
+        commitment: sha256(&[b"x"]),
+    };
+    assert_eq!(
+        net.expect_err(&user, stranger),
+        TxError::NotVerifier(id.to_string())
+    );
+
+    let r = net.reveal(&id, b"vector", 7);
+    net.block(vec![r]);
+    let v_before = net.state.account(&verifier).balance;
+    let rc = net.reveal_check(&id, verifier, b"vector", true);
+    let out = net.block(vec![rc]);
+    // The treasury pays what it holds, up to the provider's earnings.
+    let pay = net
+        .state
+        .treasury()
+        .checked_add(amt(70))
+        .unwrap()
+        .min(amt(630));
+    assert!(out.events.contains(&Event::CheckRevealed {
+        job: id,
+        verifier,
+        agrees: true,
+    }));
+    // Settles after the challenge window; the verifier earns what the provider earns
+    // (700 - 70), from the treasury.
+    let out = net.block(vec![]);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::JobSettled { job, .. } if job.id == id))
+    );
+    assert!(out.events.contains(&Event::Rewarded {
+        who: verifier,
+        job: id,
+        amount: pay,
+        reason: "verification".into(),
+    }));
+    assert_eq!(
+        net.state.account(&verifier).balance,
+        v_before
+            .checked_add(pay)
+            .and_then(|b| b.checked_sub(amt(FEE)))
+            .unwrap()
+    );
+    assert_eq!(
+        net.state.supply(),
+        supply,
+        "nothing burned without a dispute"
+    );
+}
+
+#[test]
+fn a_dispute_proves_a_wrong_result_slashes_the_provider_and_refunds_the_owner() {
+    // Chat: results agree exactly when identical.
+    let mut net = Net::build(4, ModelKind::Chat, 10_000);
+    let user = addr(&net.user);
+    let user_before = net.state.account(&user).balance;
+    let (id, spot) = checked_job(&mut net, 4, b"wrong");
+    let provider = net.job(&id).provider.unwrap();
+    let provider_stake = net.stake(&provider);
+    let supply = net.state.supply();
+
+    let c = net.commit_check(&id, spot, b"right");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"wrong", 7);
+    net.block(vec![r]);
+    let rc = net.reveal_check(&id, spot, b"right", false);
+    let out = net.block(vec![rc]);
+    // The two remaining providers are drawn to decide.
+    let quorum = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
+            _ => None,
+        })
+        .expect("dispute opened");
+    assert_eq!(quorum.len(), 2);
+    assert!(!quorum.contains(&provider) && !quorum.contains(&spot));
+    assert!(net.job(&id).disputed);
+    // The settlement height passes while the quorum works: nothing settles.
+    let commits: Vec<_> = quorum
+        .iter()
+        .map(|v| net.commit_check(&id, *v, b"right"))
+        .collect();
+    net.block(commits);
+    net.block(vec![]);
+    assert!(net.state.job(&id).is_some());
+    let reveals: Vec<_> = quorum
+        .iter()
+        .map(|v| net.reveal_check(&id, *v, b"right", false))
+        .collect();
+    let out = net.block(reveals);
+
+    assert!(out.events.contains(&Event::Slashed {
+        who: provider,
+        job: id,
+        amount: amt(FRAUD_SLASH),
+    }));
+    assert_eq!(
+        net.stake(&provider),
+        provider_stake.checked_sub(amt(FRAUD_SLASH)).unwrap()
+    );
+    assert_eq!(
+        net.state.provider(&provider).unwrap().reputation,
+        MIN_REPUTATION
+    );
+    assert_eq!(net.state.provider(&provider).unwrap().unsettled_jobs, 0);
+    // Half the slash goes to the three verifiers who were right (133 each), the rest
+    // (and the rounding) is burned.
+    let resolved = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::DisputeResolved {
+                outcome,
+                slashed,
+                rewarded,
+                burned,
+                ..
+            } => Some((outcome.clone(), *slashed, *rewarded, *burned)),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        resolved,
+        ("provider_wrong".into(), amt(800), amt(399), amt(401))
+    );
+    assert_eq!(net.state.supply(), supply.checked_sub(amt(401)).unwrap());
+    // The owner gets its whole escrow back: it paid only the post's fee.
+    assert!(out.events.iter().any(
+        |e| matches!(e, Event::JobRefunded { job, amount, .. } if job.id == id && *amount == amt(1_500))
+    ));
+    assert_eq!(
+        net.state.account(&user).balance,
+        user_before.checked_sub(amt(FEE)).unwrap()
+    );
+    // No verifier lost stake.
+    for v in quorum.iter().chain([&spot]) {
+        assert_eq!(net.stake(v), amt(MIN_STAKE));
+    }
+}
+
+#[test]
+fn a_false_accusation_slashes_the_verifier_and_the_job_settles() {
+    let mut net = Net::build(3, ModelKind::Chat, 10_000);
+    let (id, spot) = checked_job(&mut net, 3, b"right");
+    let provider = net.job(&id).provider.unwrap();
+    let c = net.commit_check(&id, spot, b"lie");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"right", 7);
+    net.block(vec![r]);
+    let rc = net.reveal_check(&id, spot, b"lie", false);
+    let out = net.block(vec![rc]);
+    let quorum = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(quorum.len(), 1, "one provider left to decide");
+    let c = net.commit_check(&id, quorum[0], b"right");
+    net.block(vec![c]);
+    let rc = net.reveal_check(&id, quorum[0], b"right", true);
+    let provider_before = net.state.account(&provider).balance;
+    let out = net.block(vec![rc]);
+    assert!(out.events.contains(&Event::Slashed {
+        who: spot,
+        job: id,
+        amount: amt(FRAUD_SLASH),
+    }));
+    assert_eq!(net.stake(&spot), amt(MIN_STAKE - FRAUD_SLASH));
+    assert_eq!(
+        net.stake(&provider),
+        amt(MIN_STAKE),
+        "the honest provider keeps its stake"
+    );
+    // The provider is paid for the job (630) and shares the slash's reward with the
+    // quorum verifier (200 each).
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::JobSettled { job, .. } if job.id == id))
+    );
+    assert_eq!(
+        net.state.account(&provider).balance,
+        provider_before.checked_add(amt(630 + 200)).unwrap()
+    );
+}
+
+#[test]
+fn verdicts_that_contradict_the_results_are_refused() {
+    let mut net = Net::build(2, ModelKind::Chat, 10_000);
+    let (id, spot) = checked_job(&mut net, 2, b"answer");
+    // Copying the provider's commitment does not help: it cannot be opened as the
+    // verifier's own (the verifier's address is bound into a check commitment).
+    let provider_commitment = net.job(&id).commitment.unwrap();
+    let key = net.provider_key(spot);
+    let copy = net.tx(
+        &key,
+        Action::CommitCheck {
+            job: id,
+            commitment: provider_commitment,
+        },
+    );
+    net.block(vec![copy]);
+    let r = net.reveal(&id, b"answer", 3);
+    net.block(vec![r]);
+    let job = net.job(&id);
+    let opened = Action::RevealCheck {
+        job: id,
+        output_hash: job.output_hash.unwrap(),
+        salt: job.salt.unwrap(),
+        agrees: true,
+    };
+    assert_eq!(net.expect_err(&key, opened), TxError::CommitmentMismatch);
+
+    // Honest commitments, contradictory verdicts.
+    let mut net = Net::build(2, ModelKind::Chat, 10_000);
+    let (id, spot) = checked_job(&mut net, 2, b"answer");
+    let c = net.commit_check(&id, spot, b"other");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"answer", 3);
+    net.block(vec![r]);
+    let key = net.provider_key(spot);
+    let claim_agree = Action::RevealCheck {
+        job: id,
+        output_hash: sha256(&[b"other"]),
+        salt: check_salt(&spot),
+        agrees: true,
+    };
+    assert!(matches!(
+        net.expect_err(&key, claim_agree),
+        TxError::InvalidVerdict(_)
+    ));
+
+    let mut net = Net::build(2, ModelKind::Embedding, 10_000);
+    let (id, spot) = checked_job(&mut net, 2, b"vector");
+    let c = net.commit_check(&id, spot, b"vector");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"vector", 3);
+    net.block(vec![r]);
+    let key = net.provider_key(spot);
+    let claim_differ = Action::RevealCheck {
+        job: id,
+        output_hash: sha256(&[b"vector"]),
+        salt: check_salt(&spot),
+        agrees: false,
+    };
+    assert!(matches!(
+        net.expect_err(&key, claim_differ),
+        TxError::InvalidVerdict(_)
+    ));
+    // A verifier cannot open its commitment to "vector" as another output.
+    let nearly = net.reveal_check(&id, spot, b"vector-ish", true);
+    let out = net.block_allowing_failures(vec![nearly]);
+    assert_eq!(out.results[0], Err(TxError::CommitmentMismatch));
+}
+
+#[test]
+fn a_verifier_that_never_commits_is_penalised_and_the_job_settles_unchecked() {
+    let mut net = Net::build(2, ModelKind::Embedding, 10_000);
+    let (id, spot) = checked_job(&mut net, 2, b"vector");
+    let treasury = net.state.treasury();
+    let mut missed = false;
+    for _ in 0..5 {
+        let out = net.block(vec![]);
+        missed |= out.events.contains(&Event::CheckMissed {
+            job: id,
+            verifier: spot,
+            amount: amt(PENALTY),
+        });
+    }
+    assert!(missed, "the check's commit deadline passed");
+    assert_eq!(net.stake(&spot), amt(MIN_STAKE - PENALTY));
+    assert_eq!(
+        net.state.treasury(),
+        treasury.checked_add(amt(PENALTY)).unwrap()
+    );
+    // The provider's reveal is no longer held back, and settles.
+    let r = net.reveal(&id, b"vector", 7);
+    net.block(vec![r]);
+    net.block(vec![]);
+    let out = net.block(vec![]);
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::JobSettled { job, .. } if job.id == id))
+    );
+}
+
+#[test]
+fn a_dispute_nobody_can_decide_refunds_and_slashes_nobody() {
+    let mut net = Net::build(2, ModelKind::Chat, 10_000);
+    let (id, spot) = checked_job(&mut net, 2, b"a");
+    let provider = net.job(&id).provider.unwrap();
+    let supply = net.state.supply();
+    let c = net.commit_check(&id, spot, b"b");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"a", 3);
+    net.block(vec![r]);
+    let rc = net.reveal_check(&id, spot, b"b", false);
+    let out = net.block(vec![rc]);
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        Event::DisputeResolved { outcome, .. } if outcome == "undecided"
+    )));
+    assert!(
+        out.events
+            .iter()
+            .any(|e| matches!(e, Event::JobRefunded { job, .. } if job.id == id))
+    );
+    assert_eq!(net.stake(&provider), amt(MIN_STAKE));
+    assert_eq!(net.stake(&spot), amt(MIN_STAKE));
+    assert_eq!(net.state.supply(), supply);
+    assert_eq!(net.state.provider(&provider).unwrap().unsettled_jobs, 0);
+}
+
+#[test]
+fn about_verify_bps_of_commits_are_checked() {
+    // 10%: of 1000 jobs committed together, the draw (per job, from the block's seed)
+    // picks a stable number near 100 (binomial: within three standard deviations).
+    let mut net = Net::build(3, ModelKind::Embedding, 1_000);
+    for i in 0..3 {
+        net.register(i, 1024, "", 0);
+    }
+    let posts: Vec<_> = (0..1000).map(|_| net.post(1, 150).1).collect();
+    net.block(posts);
+    let ids: Vec<JobId> = net.state.jobs().map(|j| j.id).collect();
+    assert_eq!(ids.len(), 1000);
+    let commits: Vec<_> = ids.iter().map(|id| net.commit(id, b"v")).collect();
+    let out = net.block(commits);
+    let checked = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::CheckAssigned { .. }))
+        .count();
+    assert!((70..=130).contains(&checked), "{checked} of 1000 checked");
 }

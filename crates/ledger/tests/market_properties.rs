@@ -2,15 +2,19 @@
 //! register, pause, come and go, and do their work only some of the time (so deadlines pass,
 //! penalties and reassignments happen, queues time out).
 //!
-//! After every block: supply is conserved (escrow included), the escrow total equals the
-//! jobs' escrows, every provider's and model's counters match the jobs in the state, and no
+//! Half the commits are spot-checked; verifiers re-run (or, when they lie, report another
+//! result), commit and reveal only some of the time, so disputes open, are decided or
+//! stay undecided, and both providers and verifiers are slashed.
+//!
+//! After every block: supply equals the genesis supply minus what disputes burned, holdings
+//! (escrow included) equal the supply, the escrow total equals the jobs' escrows, every provider's and model's counters match the jobs in the state, and no
 //! job is billed more than its escrow. Replaying the same blocks gives the same state roots.
 
 use commonware_cryptography::Signer;
 use plexus_ledger::{Event, Genesis, GenesisAccount, GenesisModel, Job, Params, Phase, State};
 use plexus_types::{
     Action, Address, Amount, Digest, Height, ModelKind, Nonce, PrivateKey, Receipt,
-    SignedTransaction, Transaction, WorkUnit, commitment, key_from_seed, sha256,
+    SignedTransaction, Transaction, WorkUnit, check_commitment, commitment, key_from_seed, sha256,
 };
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -44,6 +48,8 @@ struct BlockPlan {
     diligent: [bool; PROVIDERS],
     /// Units billed as a fraction (of 4) of max_units.
     billing: u32,
+    /// Per provider: does it report a wrong result this block (as provider or verifier)?
+    lying: [bool; PROVIDERS],
 }
 
 fn plan() -> impl Strategy<Value = BlockPlan> {
@@ -54,15 +60,17 @@ fn plan() -> impl Strategy<Value = BlockPlan> {
         proptest::collection::vec(0..PROVIDERS, 0..2),
         proptest::array::uniform4(prop_oneof![3 => Just(true), 1 => Just(false)]),
         1u32..5,
+        proptest::array::uniform4(prop_oneof![2 => Just(false), 1 => Just(true)]),
     )
         .prop_map(
-            |(posts, registrations, pauses, leaves, diligent, billing)| BlockPlan {
+            |(posts, registrations, pauses, leaves, diligent, billing, lying)| BlockPlan {
                 posts,
                 registrations,
                 pauses: if pauses.len() > 1 { vec![] } else { pauses },
                 leaves,
                 diligent,
                 billing,
+                lying,
             },
         )
 }
@@ -83,6 +91,9 @@ impl Driver {
         params.queue_timeout = 6;
         params.max_payload_size = 100;
         params.max_job_attempts = 2;
+        params.verify_bps = 5_000;
+        params.dispute_verifiers = 2;
+        params.fraud_slash = Amount::new(400);
         let mut accounts = Vec::new();
         for i in 0..USERS {
             accounts.push(GenesisAccount {
@@ -108,7 +119,12 @@ impl Driver {
                 .map(|(i, hash)| GenesisModel {
                     hash: *hash,
                     name: format!("m{i}"),
-                    kind: ModelKind::Embedding,
+                    // m1 compares exactly (chat), m0 by the verifier's verdict.
+                    kind: if i == 0 {
+                        ModelKind::Embedding
+                    } else {
+                        ModelKind::Chat
+                    },
                     unit: WorkUnit::InputTokens,
                     min_price: Amount::new(50),
                     blocks_per_1000_units: i as u64 * 300,
@@ -189,7 +205,11 @@ impl Driver {
             if !plan.diligent[p] {
                 continue;
             }
-            let output = sha256(&[job.id.as_bytes(), b"out"]);
+            let output = if plan.lying[p] {
+                sha256(&[job.id.as_bytes(), b"lie"])
+            } else {
+                sha256(&[job.id.as_bytes(), b"out"])
+            };
             let salt = sha256(&[job.id.as_bytes(), b"salt"]);
             match job.phase {
                 Phase::Assigned => txs.push(self.tx(
@@ -229,9 +249,65 @@ impl Driver {
                 _ => {}
             }
         }
+        // Diligent verifiers commit their re-run, and reveal it once the provider has.
+        let jobs: Vec<Job> = self.state.jobs().cloned().collect();
+        for job in jobs {
+            for check in job.checks.iter().filter(|c| c.pending()) {
+                let Some(p) = (0..PROVIDERS).find(|p| addr(USERS + p) == check.verifier) else {
+                    continue;
+                };
+                if !plan.diligent[p] {
+                    continue;
+                }
+                // A verifier's result is fixed when it commits: honest or a lie.
+                let lie = check.commitment.map_or(plan.lying[p], |c| {
+                    c != check_commitment(&job.id, &check.verifier, &honest(&job), &check_salt(p))
+                });
+                let output = if lie {
+                    sha256(&[job.id.as_bytes(), b"verifier-lie"])
+                } else {
+                    honest(&job)
+                };
+                match (check.commitment, job.phase) {
+                    (None, _) => txs.push(self.tx(
+                        USERS + p,
+                        Action::CommitCheck {
+                            job: job.id,
+                            commitment: check_commitment(
+                                &job.id,
+                                &check.verifier,
+                                &output,
+                                &check_salt(p),
+                            ),
+                        },
+                    )),
+                    (Some(_), Phase::Revealed) => {
+                        let agrees = job.output_hash == Some(output);
+                        txs.push(self.tx(
+                            USERS + p,
+                            Action::RevealCheck {
+                                job: job.id,
+                                output_hash: output,
+                                salt: check_salt(p),
+                                agrees,
+                            },
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
         self.nonces.clear();
         txs
     }
+}
+
+fn honest(job: &Job) -> Digest {
+    sha256(&[job.id.as_bytes(), b"out"])
+}
+
+fn check_salt(p: usize) -> Digest {
+    sha256(&[&[p as u8], b"check-salt"])
 }
 
 /// Counters in the registry agree with the jobs in the state.
@@ -281,7 +357,9 @@ proptest! {
     #[test]
     fn market_conserves_supply_and_replays(plans in proptest::collection::vec(plan(), 1..40)) {
         let mut driver = Driver::new();
-        let supply = driver.state.supply();
+        let genesis_supply = driver.state.supply();
+        let mut burned = Amount::ZERO;
+        let mut disputes = 0usize;
         let mut blocks = Vec::new();
         let mut roots = Vec::new();
         let mut settled = 0usize;
@@ -291,6 +369,14 @@ proptest! {
             let seed = sha256(&[&height.get().to_be_bytes()]);
             let out = driver.state.apply_block(height, &seed, &txs).unwrap();
             driver.state.check_invariant().unwrap();
+            for e in &out.events {
+                if let Event::DisputeResolved { burned: b, slashed, rewarded, .. } = e {
+                    disputes += 1;
+                    burned = burned.checked_add(*b).unwrap();
+                    prop_assert_eq!(rewarded.checked_add(*b), Some(*slashed));
+                }
+            }
+            let supply = genesis_supply.checked_sub(burned).unwrap();
             prop_assert_eq!(driver.state.supply(), supply);
             prop_assert_eq!(driver.state.holdings().unwrap(), supply);
             check_counters(&driver.state);
@@ -314,7 +400,7 @@ proptest! {
         }
         prop_assert_eq!(driver.state.jobs().count(), 0);
         prop_assert_eq!(driver.state.escrow(), Amount::ZERO);
-        let _ = settled;
+        let _ = (settled, disputes);
 
         let mut replay = Driver::new().state;
         for ((height, seed, txs), root) in blocks.iter().zip(&roots) {
