@@ -24,6 +24,7 @@ mod jobbench;
 mod jobs;
 mod keys;
 mod receipt;
+mod sim;
 mod testnet;
 
 use anyhow::{Context, Result, bail};
@@ -201,6 +202,9 @@ enum Command {
         #[command(subcommand)]
         command: infer::InferCmd,
     },
+    /// Simulate a whole network from a seed (cheaters, lazy verifiers, offline providers)
+    /// on the real ledger and report what verification caught and what it cost.
+    Sim(sim::SimArgs),
     /// Benchmarks: inference engines, and the chain against a running node.
     Bench {
         #[command(subcommand)]
@@ -428,6 +432,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gateway(args) => gateway::run(args),
         Command::Models { command } => infer::run_models(command),
         Command::Infer { command } => infer::run_infer(command),
+        Command::Sim(args) => sim::run(args),
         Command::Bench {
             command: BenchCommand::Inference(command),
         } => infer::run_bench(command),
@@ -750,6 +755,7 @@ async fn run_rpc_command(command: Command) -> Result<()> {
         | Command::Keys { .. }
         | Command::Models { .. }
         | Command::Infer { .. }
+        | Command::Sim(_)
         | Command::Bench { .. } => unreachable!("handled before the runtime starts"),
     }
     Ok(())
