@@ -19,6 +19,8 @@ if [ "${PLEXUS_SKIP_MODELS:-0}" != "1" ]; then
   cargo test --release --locked -p plexus-inference -p plexus-provider -- --ignored
   echo "== end-to-end: jobs through a devnet with provider processes"
   cargo test --release --locked -p plexus-cli --test jobs -- --ignored
+  echo "== end-to-end: verification (a cheating provider is caught and slashed)"
+  cargo test --release --locked -p plexus-cli --test verification -- --ignored
   echo "== end-to-end: the official openai Python client against a devnet's gateway"
   scripts/openai_e2e.sh
 fi

@@ -33,8 +33,13 @@ pub const DEV_CHAT_BLOCKS_PER_1000_TOKENS: u64 = 3_000;
 pub const DEV_EMBED_BLOCKS_PER_1000_TOKENS: u64 = 20;
 
 /// The development genesis: the dev accounts and providers (keys written to `keys_dir`), the
-/// given validators (each funded and staked), both catalogue models, devnet parameters.
-pub fn dev_genesis(keys_dir: &Path, validators: &[plexus_types::Address]) -> Result<Genesis> {
+/// given validators (each funded and staked), both catalogue models, devnet parameters
+/// (spot checks at `verify_bps` if given, else the chain's default).
+pub fn dev_genesis(
+    keys_dir: &Path,
+    validators: &[plexus_types::Address],
+    verify_bps: Option<u64>,
+) -> Result<Genesis> {
     let mut accounts = Vec::new();
     for name in DEV_ACCOUNTS {
         let key = generate_key();
@@ -66,8 +71,9 @@ pub fn dev_genesis(keys_dir: &Path, validators: &[plexus_types::Address]) -> Res
     params.miss_penalty = Amount::new(DEV_MISS_PENALTY);
     // A proven fraud costs the whole minimum bond.
     params.fraud_slash = Amount::new(DEV_MIN_PROVIDER_STAKE);
-    // Spot checks wait for providers that run them (the next commit turns them on).
-    params.verify_bps = 0;
+    if let Some(bps) = verify_bps {
+        params.verify_bps = bps;
+    }
     Ok(Genesis {
         chain_id: "plexus-devnet".into(),
         models: genesis_models()?,
@@ -192,6 +198,23 @@ pub struct DevnetOptions {
     pub block_time_ms: u64,
     pub providers: usize,
     pub gateway_port: u16,
+    /// Spot-check rate for a new genesis (`None`: the default).
+    pub verify_bps: Option<u64>,
+}
+
+/// A devnet that already exists keeps its genesis: refuse a `--verify-bps` it was not created
+/// with rather than ignore it.
+pub fn check_verify_bps(genesis: &Genesis, wanted: Option<u64>, dir: &Path) -> Result<()> {
+    match wanted {
+        Some(bps) if bps != genesis.params.verify_bps => anyhow::bail!(
+            "{} holds a devnet created with --verify-bps {}; its genesis cannot change: drop \
+             --verify-bps {bps}, or remove the directory (`rm -rf {}`) or pass another --dir",
+            dir.display(),
+            genesis.params.verify_bps,
+            dir.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Create the devnet's files on first run; reuse them after.
@@ -207,10 +230,11 @@ pub fn prepare(options: &DevnetOptions) -> Result<(NodeConfig, PathBuf)> {
     if !genesis_path.exists() {
         let validator = generate_key();
         write_key(&validator_key, &validator)?;
-        let genesis = dev_genesis(&keys_dir, &[address_of(&validator)])?;
+        let genesis = dev_genesis(&keys_dir, &[address_of(&validator)], options.verify_bps)?;
         write_json_atomic(&genesis_path, &genesis)?;
     }
     let genesis = plexus_node::load_genesis(&genesis_path)?;
+    check_verify_bps(&genesis, options.verify_bps, &options.dir)?;
     if genesis.models.is_empty() || !keys_dir.join(format!("{}.key", DEV_PROVIDERS[0])).exists() {
         anyhow::bail!(
             "{} was created by an older plexus (no models or providers in its genesis); \
@@ -374,6 +398,7 @@ async fn run_providers(dir: &Path, rpc: SocketAddr, count: usize) -> Result<()> 
             data_dir: dir.join(name),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             endpoint: None,
+            cheat_rate: 0.0,
         })
         .await
         .with_context(|| format!("cannot start {name}"))?;
@@ -474,11 +499,28 @@ mod tests {
             block_time_ms: 100,
             providers: 0,
             gateway_port: 0,
+            verify_bps: Some(10_000),
         };
         let (config, config_path) = prepare(&options).unwrap();
+        let genesis = plexus_node::load_genesis(&config.genesis_file).unwrap();
+        assert_eq!(
+            genesis.params.verify_bps, 10_000,
+            "--verify-bps reaches genesis"
+        );
         let rpc = SocketAddr::from(([127, 0, 0, 1], 1));
         let file = write_devnet_file(&dir, &config, &config_path, rpc, Vec::new()).unwrap();
-        // The same files start again.
+        // The same files start again, with or without the same --verify-bps, not another.
+        prepare(&options).unwrap();
+        let other = DevnetOptions {
+            verify_bps: Some(5),
+            ..options
+        };
+        let e = prepare(&other).unwrap_err().to_string();
+        assert!(e.contains("--verify-bps 10000"), "{e}");
+        let options = DevnetOptions {
+            verify_bps: None,
+            ..other
+        };
         prepare(&options).unwrap();
         // A devnet.json naming another genesis digest (an older plexus hashed it another way).
         let mut old = file.clone();

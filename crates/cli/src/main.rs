@@ -106,6 +106,11 @@ enum Command {
         /// and an API key paid by the first dev account go into devnet.json.
         #[arg(long, default_value_t = 8080)]
         gateway_port: u16,
+        /// Spot-check rate in basis points written into a new devnet's genesis (default
+        /// 1000: one committed job in ten is re-run by another provider; 10000 checks every
+        /// job, 0 none). For tests; an existing devnet keeps the rate it was created with.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+        verify_bps: Option<u64>,
     },
     /// Create the files of an N-validator network (genesis, keys, one config per validator).
     Testnet {
@@ -324,6 +329,12 @@ struct ProviderRunArgs {
     /// Where models are installed (default: $PLEXUS_MODELS_DIR or the user cache).
     #[arg(long)]
     models_dir: Option<PathBuf>,
+    /// FOR TESTING VERIFICATION ONLY: corrupt this fraction (0.0 to 1.0) of this provider's
+    /// own job outputs (embeddings negated, chat text altered), the jobs chosen
+    /// deterministically from the job id. Spot checks catch it and the provider is slashed
+    /// (it loses stake and reputation). Its re-runs as a verifier stay honest.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    cheat_rate: f64,
 }
 
 #[derive(Subcommand)]
@@ -359,6 +370,7 @@ fn run(cli: Cli) -> Result<()> {
             providers,
             validators,
             gateway_port,
+            verify_bps,
         } if validators > 1 => run_multi_devnet(
             testnet::InitArgs {
                 validators,
@@ -366,6 +378,7 @@ fn run(cli: Cli) -> Result<()> {
                 rpc_port,
                 p2p_port,
                 block_time_ms,
+                verify_bps,
                 force: false,
                 json: false,
             },
@@ -380,6 +393,7 @@ fn run(cli: Cli) -> Result<()> {
             providers,
             validators: _,
             gateway_port,
+            verify_bps,
         } => run_devnet(devnet::DevnetOptions {
             dir,
             rpc_port,
@@ -387,6 +401,7 @@ fn run(cli: Cli) -> Result<()> {
             block_time_ms,
             providers: providers as usize,
             gateway_port,
+            verify_bps,
         }),
         Command::Testnet {
             command: TestnetCommand::Init(args),
@@ -469,6 +484,7 @@ fn run_provider(args: ProviderRunArgs) -> Result<()> {
         data_dir: data_dir.clone(),
         listen: args.listen,
         endpoint: args.endpoint,
+        cheat_rate: args.cheat_rate,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -524,6 +540,7 @@ fn run_multi_devnet(args: testnet::InitArgs, providers: usize, gateway_port: u16
     }
     let (first, first_config) = &configs[0];
     let genesis = plexus_node::load_genesis(&first_config.genesis_file)?;
+    devnet::check_verify_bps(&genesis, args.verify_bps, &dir)?;
     let file = devnet::DevnetFile {
         rpc: first.rpc.clone(),
         chain_id: genesis.chain_id.clone(),
@@ -649,6 +666,14 @@ fn run_keys(command: KeysCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fraction from 0 to 1 (`--cheat-rate`).
+fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s} is not a fraction from 0.0 to 1.0 (e.g. 0.1)")),
+    }
 }
 
 fn parse_amount(s: &str, what: &str) -> Result<Amount> {

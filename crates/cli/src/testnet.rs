@@ -29,6 +29,10 @@ pub struct InitArgs {
     /// Minimum milliseconds between blocks.
     #[arg(long, default_value_t = 200)]
     pub block_time_ms: u64,
+    /// Spot-check rate in basis points for the genesis (default 1000: one committed job in
+    /// ten is re-run by another provider; 10000 every job, 0 none).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub verify_bps: Option<u64>,
     /// Replace an existing network in `--dir` (its chain data is deleted).
     #[arg(long)]
     pub force: bool,
@@ -93,7 +97,11 @@ pub fn init(args: &InitArgs) -> Result<TestnetFile> {
         });
         keys.push(key);
     }
-    let genesis = dev_genesis(&keys_dir, &keys.iter().map(address_of).collect::<Vec<_>>())?;
+    let genesis = dev_genesis(
+        &keys_dir,
+        &keys.iter().map(address_of).collect::<Vec<_>>(),
+        args.verify_bps,
+    )?;
     let genesis_path = dir.join("genesis.json");
     write_json_atomic(&genesis_path, &genesis)?;
 
@@ -178,6 +186,7 @@ mod tests {
             rpc_port: 20_000,
             p2p_port: 21_000,
             block_time_ms: 150,
+            verify_bps: None,
             force: false,
             json: false,
         };

@@ -3,8 +3,9 @@
 //! `#[ignore]`d in plain `cargo test`; `scripts/test.sh` runs it after installing the models.
 //!
 //! Checks: an embedding job settles with exactly the vector `plexus infer embed` gives, and
-//! the user, provider and treasury balances move by exactly what the receipt says; supply
-//! equals holdings throughout; a burst raises the price and it falls back after; a provider
+//! the user, provider and treasury balances move by exactly what the receipt says (plus, when
+//! the job was drawn for a spot check, the other provider's check fees and its pay from the
+//! treasury); supply equals holdings throughout; a burst raises the price and it falls back after; a provider
 //! killed with SIGKILL has its job reassigned after the deadline, is penalised, and the user
 //! is charged once; bad job inputs get clear errors and cost nothing.
 
@@ -170,6 +171,7 @@ fn jobs_settle_exactly_reassign_after_a_crash_and_price_follows_load() {
     let treasury_before = amount(&status(&rpc)["treasury"]);
     let (alice0, _) = balance(&rpc, &alice);
     let (p1_bal0, p1_stake0) = balance(&rpc, &p1);
+    let (p2_bal0, _) = balance(&rpc, &p2);
     let text = "Plexus pays providers for honest work.";
     let (code, out, err) = submit(&rpc, &alice_key, text, &["--wait", "--region", "r1"]);
     assert_eq!(code, 0, "{err}");
@@ -199,10 +201,26 @@ fn jobs_settle_exactly_reassign_after_a_crash_and_price_follows_load() {
         "the provider earns price - protocol fee, minus its commit and reveal fees"
     );
     assert_eq!(p1_stake1, p1_stake0);
+    // One job in ten is spot-checked (by the block's seed): provider-2 then re-ran it,
+    // agreed, paid two transaction fees (commit and reveal of its check) and was paid the
+    // provider's earnings from the treasury, or what the treasury held if less.
+    let id = job["job"].as_str().unwrap();
+    let checks = cli_json(&["job", "show", id, "--rpc", &rpc, "--json"])["checks"].clone();
+    let (check_fees, verifier_pay) = match checks.as_array().unwrap().as_slice() {
+        [] => (0, 0),
+        [check] => {
+            assert_eq!(check["verifier"].as_str().unwrap(), p2, "{checks}");
+            assert_eq!(check["agrees"], true, "{checks}");
+            let held = treasury_before + fee + 5 * min_fee;
+            (2 * min_fee, (price - fee).min(held))
+        }
+        more => panic!("one spot check at most, no dispute: {more:?}"),
+    };
     assert_eq!(
         amount(&status(&rpc)["treasury"]),
-        treasury_before + fee + 3 * min_fee
+        treasury_before + fee + 3 * min_fee + check_fees - verifier_pay
     );
+    assert_eq!(balance(&rpc, &p2).0, p2_bal0 + verifier_pay - check_fees);
     check_supply(&rpc);
     assert!(
         job["result_ms"].as_u64().is_some(),

@@ -102,6 +102,53 @@ pub struct JobView {
     pub settlement: Option<Settlement>,
     /// Set once refunded: `{height, amount, reason}`.
     pub refund: Option<Refund>,
+    /// The spot check, if the job was drawn for one, then a dispute's quorum, if any
+    /// (empty from a node older than verification).
+    #[serde(default)]
+    pub checks: Vec<CheckView>,
+    /// A verifier disagreed with the provider: the quorum's checks decide.
+    #[serde(default)]
+    pub disputed: bool,
+}
+
+impl JobView {
+    /// This address's check of the job that still owes a commit or a reveal.
+    pub fn pending_check(&self, verifier: &Address) -> Option<&CheckView> {
+        self.checks
+            .iter()
+            .find(|c| c.verifier == *verifier && c.pending())
+    }
+
+    /// A spot check is drawn and its verifier has not committed yet: the provider's reveal
+    /// must wait (the ledger refuses it with `awaiting_verifier`).
+    pub fn awaiting_verifier(&self) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.pending() && c.commitment.is_none())
+    }
+}
+
+/// A verifier's re-run of a job, as the node reports it (digests hex).
+#[derive(Clone, Debug, Deserialize, serde::Serialize, PartialEq, Eq)]
+pub struct CheckView {
+    pub verifier: Address,
+    /// Drawn to decide a dispute (rather than as the spot check).
+    pub dispute: bool,
+    /// Commit deadline until the verifier commits, then its reveal deadline.
+    pub deadline: Height,
+    pub commitment: Option<String>,
+    pub output_hash: Option<String>,
+    /// The verdict: whether the verifier's result agrees with the provider's.
+    pub agrees: Option<bool>,
+    /// The verifier missed a deadline; its check no longer counts.
+    pub missed: bool,
+}
+
+impl CheckView {
+    /// Still owes a commit or a reveal.
+    pub fn pending(&self) -> bool {
+        !self.missed && self.agrees.is_none()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, serde::Serialize)]
@@ -119,7 +166,8 @@ pub struct Refund {
     pub reason: String,
 }
 
-/// `GET /providers/{address}/jobs`: the provider's jobs still in the state.
+/// `GET /providers/{address}/jobs`: the jobs still in the state that are assigned to the
+/// provider or have a check by it (as a verifier).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ProviderJobs {
     /// The height the list was read at.

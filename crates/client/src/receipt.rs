@@ -529,6 +529,8 @@ mod tests {
                 amount: Amount::new(20_000),
                 reason: "no provider could take the job before the queue timeout".into(),
             }),
+            checks: Vec::new(),
+            disputed: false,
         }
     }
 

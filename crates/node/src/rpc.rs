@@ -12,7 +12,7 @@
 //! | GET | `/models` | registered models, base prices, capacity and demand |
 //! | GET | `/providers` | registered providers with stake and reputation |
 //! | GET | `/providers/{address}` | one provider |
-//! | GET | `/providers/{address}/jobs` | the provider's jobs still in the state |
+//! | GET | `/providers/{address}/jobs` | jobs still in the state assigned to the provider or with a check by it |
 //! | GET | `/jobs/{id}` | a job: queued, assigned, committed, revealed, settled or refunded |
 //! | POST | `/blobs` | store a payload (raw body, at most the chain's `max_payload_size`) |
 //! | GET | `/blobs/{hash}` | a stored payload's bytes |
@@ -495,7 +495,7 @@ async fn provider_jobs(
     let jobs: Vec<Value> = node
         .ledger
         .jobs()
-        .filter(|j| j.provider == Some(address))
+        .filter(|j| j.provider == Some(address) || j.checks.iter().any(|c| c.verifier == address))
         .map(|j| job_json(j, None))
         .collect();
     Ok(Json(
@@ -797,6 +797,11 @@ mod tests {
         assert_eq!(body["providers"], json!([]));
         let (_, body) = call("GET", "/status", "").await;
         assert_eq!(body["params"]["min_fee"], "1");
+        // Verifiers read the embedding tolerance from here.
+        assert!(
+            body["params"]["embedding_tolerance_micros"].is_u64(),
+            "{body}"
+        );
         assert_eq!(body["escrow"], "0");
     }
 }

@@ -86,6 +86,9 @@ pub enum Error {
     #[error("the output of job {0} does not match its record's hash and size")]
     OutputMismatch(JobId),
 
+    #[error("cheat rate {0} is outside 0..=1; give a fraction of jobs such as 0.1")]
+    CheatRate(f64),
+
     #[error("a background task failed: {0}")]
     Task(String),
 }

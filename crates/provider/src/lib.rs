@@ -1,8 +1,5 @@
 //! provider: Claim jobs assigned to this provider, run them, and commit signed results; re-run sampled jobs as a verifier.
 //!
-//! This version does the first half: it serves the jobs the chain assigns to it. Re-running
-//! sampled jobs of other providers as a verifier arrives with a later issue.
-//!
 //! # Bird's eye view
 //!
 //! - [`payload`]: the off-chain formats of job inputs and outputs (embedding, chat, error),
@@ -10,12 +7,16 @@
 //!   CLI and the gateway.
 //! - [`agent`]: the actor. [`Provider::start`] checks the models against the chain, bonds
 //!   and registers; [`Provider::run`] wakes on each finalized block, runs newly assigned
-//!   jobs in batches on a blocking thread, commits, and reveals with a signed receipt.
+//!   jobs in batches on a blocking thread, commits, and reveals with a signed receipt; as a
+//!   verifier it re-runs the jobs of others it is drawn to check, commits, and reveals its
+//!   verdict.
+//! - [`verify`]: the verdict rule (chat exact, embeddings within the chain's tolerance) and
+//!   the testing-only switch that makes a provider cheat.
 //! - `stream`: the text of each chat job as the model produces it, kept for the job's owner
 //!   to read while the commitment goes on chain.
-//! - [`store`]: one durable record per job (output hash, salt, size, units) and the outputs,
-//!   written before the commit is sent, so a restart never commits a different result and
-//!   can always reveal.
+//! - [`store`]: one durable record per job (output hash, salt, size, units) and per check,
+//!   and the outputs, written before the commit is sent, so a restart never commits a
+//!   different result and can always reveal.
 //! - `serve`: the provider's HTTP endpoint, the URL it registers on chain: outputs by hash
 //!   (`GET /blobs/{hash}`), and for a job's owner its result before the reveal
 //!   (`GET /jobs/{id}/result`) and its chat text live as NDJSON (`GET /jobs/{id}/stream`).
@@ -37,6 +38,7 @@
 //!     data_dir: "provider-data".into(),
 //!     listen: "127.0.0.1:0".parse().unwrap(),
 //!     endpoint: None,
+//!     cheat_rate: 0.0,
 //! };
 //! let provider = Provider::start(config).await?;
 //! println!("serving outputs on {}", provider.local_addr());
@@ -51,6 +53,7 @@ mod runner;
 mod serve;
 pub mod store;
 mod stream;
+pub mod verify;
 
 pub use agent::{Provider, ProviderConfig, run};
 pub use error::{Error, Result};

@@ -522,6 +522,8 @@ mod tests {
                 settle_at: zero,
                 settlement: None,
                 refund: None,
+                checks: Vec::new(),
+                disputed: false,
             })
             .into_response()
         }

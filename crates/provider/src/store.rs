@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! <data dir>/jobs/<job id hex>.json       one Record per job
+//! <data dir>/checks/<job id hex>.json     one CheckRecord per job this provider verifies
 //! <data dir>/outputs/<output hash hex>    the output bytes, content-addressed
 //! ```
 //!
@@ -17,13 +18,17 @@
 //! submits a job's commit only after that. A record is never replaced. So after `kill -9`
 //! the provider finds, for every job it may have committed, the salt and output hash it
 //! committed to: it never commits a different result for the same job and can always
-//! reveal what it committed.
+//! reveal what it committed. The same holds for the results it computes as a verifier
+//! ([`Store::insert_checks`], before its `CommitCheck`), kept apart from its own jobs' records
+//! because a job it once held may later be given to it to verify.
 //!
-//! Removal ([`Store::remove`], once a job has left the chain state) is not synced: a removal
-//! undone by a crash leaves a record of a finished job, which is removed again.
+//! Removal ([`Store::remove`], [`Store::remove_check`], once a job has left the chain state)
+//! is not synced: a removal undone by a crash leaves a record of a finished job, which is
+//! removed again.
 
 use crate::error::{Error, Result};
-use plexus_types::{Digest, JobId, commitment, digest_hex, sha256};
+use plexus_types::{Address, Digest, JobId, check_commitment, commitment, digest_hex, sha256};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -49,6 +54,59 @@ impl Record {
     /// The commitment this record commits to.
     pub fn commitment(&self) -> Digest {
         commitment(&self.job, &self.output_hash, &self.salt)
+    }
+}
+
+/// What this provider computed as a verifier of another provider's job: enough to commit its
+/// check and to reveal it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckRecord {
+    pub job: JobId,
+    #[serde(with = "plexus_types::hex_digest")]
+    pub output_hash: Digest,
+    #[serde(with = "plexus_types::hex_digest")]
+    pub salt: Digest,
+    pub output_size: u32,
+    /// On-chain hash of the model that re-ran the job.
+    #[serde(with = "plexus_types::hex_digest")]
+    pub model: Digest,
+}
+
+impl CheckRecord {
+    /// The check commitment of `verifier` (this provider) to this record.
+    pub fn commitment(&self, verifier: &Address) -> Digest {
+        check_commitment(&self.job, verifier, &self.output_hash, &self.salt)
+    }
+}
+
+/// What the store needs of a record kept in a file per job.
+trait Entry: Clone + Serialize + DeserializeOwned {
+    fn job(&self) -> JobId;
+    fn output_hash(&self) -> Digest;
+    fn output_size(&self) -> u32;
+}
+
+impl Entry for Record {
+    fn job(&self) -> JobId {
+        self.job
+    }
+    fn output_hash(&self) -> Digest {
+        self.output_hash
+    }
+    fn output_size(&self) -> u32 {
+        self.output_size
+    }
+}
+
+impl Entry for CheckRecord {
+    fn job(&self) -> JobId {
+        self.job
+    }
+    fn output_hash(&self) -> Digest {
+        self.output_hash
+    }
+    fn output_size(&self) -> u32 {
+        self.output_size
     }
 }
 
@@ -79,38 +137,35 @@ impl Outputs {
 #[derive(Debug)]
 pub struct Store {
     jobs_dir: PathBuf,
+    checks_dir: PathBuf,
     outputs: Outputs,
     records: BTreeMap<JobId, Record>,
+    checks: BTreeMap<JobId, CheckRecord>,
 }
 
 impl Store {
     /// Open (creating if needed) the store under `data_dir` and load every record.
     pub fn open(data_dir: &Path) -> Result<Self> {
         let jobs_dir = data_dir.join("jobs");
+        let checks_dir = data_dir.join("checks");
         let outputs_dir = data_dir.join("outputs");
-        for dir in [&jobs_dir, &outputs_dir] {
+        for dir in [&jobs_dir, &checks_dir, &outputs_dir] {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             remove_temp_files(dir)?;
         }
-        let mut records = BTreeMap::new();
-        for entry in fs::read_dir(&jobs_dir).map_err(|e| Error::io(&jobs_dir, e))? {
-            let path = entry.map_err(|e| Error::io(&jobs_dir, e))?.path();
-            if path.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let record = read_record(&path)?;
-            records.insert(record.job, record);
-        }
         let store = Self {
+            records: read_records(&jobs_dir)?,
+            checks: read_records(&checks_dir)?,
             jobs_dir,
+            checks_dir,
             outputs: Outputs { dir: outputs_dir },
-            records,
         };
-        for record in store.records.values() {
-            if !store.outputs.path(&record.output_hash).is_file() {
+        let hashes = store.records.values().map(|r| (r.job, r.output_hash));
+        for (job, hash) in hashes.chain(store.checks.values().map(|r| (r.job, r.output_hash))) {
+            if !store.outputs.path(&hash).is_file() {
                 tracing::warn!(
-                    job = %record.job,
-                    output = %digest_hex(&record.output_hash),
+                    job = %job,
+                    output = %digest_hex(&hash),
                     "the output of a recorded job is missing; it can still be revealed but not served"
                 );
             }
@@ -145,37 +200,23 @@ impl Store {
     /// Refuses (writing nothing) if a job already has a record, if a job appears twice, or
     /// if an output does not match its record's hash and size.
     pub fn insert(&mut self, items: &[(Record, Vec<u8>)]) -> Result<()> {
-        let mut jobs = BTreeSet::new();
-        for (record, output) in items {
-            if self.records.contains_key(&record.job) || !jobs.insert(record.job) {
-                return Err(Error::RecordExists(record.job));
-            }
-            if sha256(&[output]) != record.output_hash
-                || u32::try_from(output.len()).ok() != Some(record.output_size)
-            {
-                return Err(Error::OutputMismatch(record.job));
-            }
-        }
-        if items.is_empty() {
-            return Ok(());
-        }
-        for (record, output) in items {
-            let path = self.outputs.path(&record.output_hash);
-            // Content-addressed: a file already in place holds exactly these bytes.
-            if !path.is_file() {
-                write_synced(&path, output)?;
-            }
-        }
-        sync_dir(&self.outputs.dir)?;
-        for (record, _) in items {
-            let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
-            write_synced(&self.record_path(&record.job), &bytes)?;
-        }
-        sync_dir(&self.jobs_dir)?;
-        for (record, _) in items {
-            self.records.insert(record.job, record.clone());
-        }
-        Ok(())
+        insert_durably(&self.outputs, &self.jobs_dir, &mut self.records, items)
+    }
+
+    /// This provider's result as a verifier of `job`, if recorded.
+    pub fn get_check(&self, job: &JobId) -> Option<&CheckRecord> {
+        self.checks.get(job)
+    }
+
+    /// Every check record, in job id order.
+    pub fn check_records(&self) -> impl Iterator<Item = &CheckRecord> {
+        self.checks.values()
+    }
+
+    /// [`Store::insert`] for the results of checks: durable before the `CommitCheck` is sent,
+    /// never replaced, refused as a whole on a duplicate or an output that does not match.
+    pub fn insert_checks(&mut self, items: &[(CheckRecord, Vec<u8>)]) -> Result<()> {
+        insert_durably(&self.outputs, &self.checks_dir, &mut self.checks, items)
     }
 
     /// Forget a job: delete its record, and its output unless another record shares it.
@@ -184,34 +225,99 @@ impl Store {
         let Some(record) = self.records.remove(job) else {
             return Ok(false);
         };
-        remove_file(&self.record_path(job))?;
-        let shared = self
-            .records
-            .values()
-            .any(|r| r.output_hash == record.output_hash);
-        if !shared {
-            remove_file(&self.outputs.path(&record.output_hash))?;
-        }
+        remove_file(&self.jobs_dir.join(format!("{job}.json")))?;
+        self.remove_output_unless_shared(&record.output_hash)?;
         Ok(true)
     }
 
-    fn record_path(&self, job: &JobId) -> PathBuf {
-        self.jobs_dir.join(format!("{job}.json"))
+    /// [`Store::remove`] for a check record.
+    pub fn remove_check(&mut self, job: &JobId) -> Result<bool> {
+        let Some(record) = self.checks.remove(job) else {
+            return Ok(false);
+        };
+        remove_file(&self.checks_dir.join(format!("{job}.json")))?;
+        self.remove_output_unless_shared(&record.output_hash)?;
+        Ok(true)
+    }
+
+    fn remove_output_unless_shared(&self, hash: &Digest) -> Result<()> {
+        let shared = self.records.values().any(|r| r.output_hash == *hash)
+            || self.checks.values().any(|r| r.output_hash == *hash);
+        if !shared {
+            remove_file(&self.outputs.path(hash))?;
+        }
+        Ok(())
     }
 }
 
-fn read_record(path: &Path) -> Result<Record> {
+/// Write `items`' outputs, then their records (one file per job under `dir`), all synced,
+/// then add the records to `map`. Writes nothing if a job is in `map` already or twice in
+/// `items`, or if an output does not match its record's hash and size.
+fn insert_durably<R: Entry>(
+    outputs: &Outputs,
+    dir: &Path,
+    map: &mut BTreeMap<JobId, R>,
+    items: &[(R, Vec<u8>)],
+) -> Result<()> {
+    let mut jobs = BTreeSet::new();
+    for (record, output) in items {
+        if map.contains_key(&record.job()) || !jobs.insert(record.job()) {
+            return Err(Error::RecordExists(record.job()));
+        }
+        if sha256(&[output]) != record.output_hash()
+            || u32::try_from(output.len()).ok() != Some(record.output_size())
+        {
+            return Err(Error::OutputMismatch(record.job()));
+        }
+    }
+    if items.is_empty() {
+        return Ok(());
+    }
+    for (record, output) in items {
+        let path = outputs.path(&record.output_hash());
+        // Content-addressed: a file already in place holds exactly these bytes.
+        if !path.is_file() {
+            write_synced(&path, output)?;
+        }
+    }
+    sync_dir(&outputs.dir)?;
+    for (record, _) in items {
+        let bytes = serde_json::to_vec_pretty(record).expect("records serialize");
+        write_synced(&dir.join(format!("{}.json", record.job())), &bytes)?;
+    }
+    sync_dir(dir)?;
+    for (record, _) in items {
+        map.insert(record.job(), record.clone());
+    }
+    Ok(())
+}
+
+/// Every record file (`*.json`) under `dir`.
+fn read_records<R: Entry>(dir: &Path) -> Result<BTreeMap<JobId, R>> {
+    let mut records = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let record: R = read_record(&path)?;
+        records.insert(record.job(), record);
+    }
+    Ok(records)
+}
+
+fn read_record<R: Entry>(path: &Path) -> Result<R> {
     let corrupt = |reason: String| Error::CorruptRecord {
         path: path.to_path_buf(),
         reason,
     };
     let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-    let record: Record = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    let expected = format!("{}.json", record.job);
+    let record: R = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    let expected = format!("{}.json", record.job());
     if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
         return Err(corrupt(format!(
             "it holds job {}, so it should be named {expected}",
-            record.job
+            record.job()
         )));
     }
     Ok(record)
@@ -381,6 +487,63 @@ pub(crate) mod tests {
         assert!(outputs.get(&c.0.output_hash).unwrap().is_none());
         let store = Store::open(&dir.0).unwrap();
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn check_records_are_kept_apart_from_job_records_and_survive_reopen() {
+        let dir = TempDir::new("checks");
+        let verifier = Address::from_bytes([7; 32]);
+        // The same job as an own job (an earlier attempt) and as a check, same output.
+        let (own, output) = item(1, b"same");
+        let check = CheckRecord {
+            job: own.job,
+            output_hash: own.output_hash,
+            salt: sha256(&[b"check salt"]),
+            output_size: own.output_size,
+            model: own.model,
+        };
+        {
+            let mut store = Store::open(&dir.0).unwrap();
+            store.insert(&[(own.clone(), output.clone())]).unwrap();
+            store
+                .insert_checks(&[(check.clone(), output.clone())])
+                .unwrap();
+            // Never replaced, and outputs must match.
+            let mut other = check.clone();
+            other.salt = sha256(&[b"other"]);
+            assert!(matches!(
+                store.insert_checks(&[(other, output.clone())]),
+                Err(Error::RecordExists(_))
+            ));
+            let (tampered, _) = item(2, b"x");
+            let tampered = CheckRecord {
+                job: tampered.job,
+                output_hash: tampered.output_hash,
+                salt: tampered.salt,
+                output_size: tampered.output_size,
+                model: tampered.model,
+            };
+            assert!(matches!(
+                store.insert_checks(&[(tampered, b"y".to_vec())]),
+                Err(Error::OutputMismatch(_))
+            ));
+        }
+        let mut store = Store::open(&dir.0).unwrap();
+        assert_eq!(store.get(&own.job), Some(&own));
+        assert_eq!(store.get_check(&own.job), Some(&check));
+        assert_eq!(store.check_records().count(), 1);
+        assert_eq!(
+            check.commitment(&verifier),
+            check_commitment(&check.job, &verifier, &check.output_hash, &check.salt)
+        );
+        // The shared output stays until neither record needs it.
+        let outputs = store.outputs();
+        assert!(store.remove(&own.job).unwrap());
+        assert!(outputs.get(&check.output_hash).unwrap().is_some());
+        assert!(store.remove_check(&own.job).unwrap());
+        assert!(!store.remove_check(&own.job).unwrap());
+        assert!(outputs.get(&check.output_hash).unwrap().is_none());
+        assert_eq!(Store::open(&dir.0).unwrap().check_records().count(), 0);
     }
 
     #[test]

@@ -40,6 +40,11 @@ pub struct Devnet {
 impl Devnet {
     /// Start `plexus devnet` with no providers.
     pub fn start(dir: &Path, rpc_port: u16, p2p_port: u16) -> Self {
+        Self::start_with(dir, rpc_port, p2p_port, &[])
+    }
+
+    /// [`Devnet::start`] with more arguments for `plexus devnet` (e.g. `--verify-bps`).
+    pub fn start_with(dir: &Path, rpc_port: u16, p2p_port: u16, extra: &[&str]) -> Self {
         let _ = std::fs::remove_file(dir.join("devnet.json"));
         let child = Command::new(BIN)
             .args(["devnet", "--dir"])
@@ -49,6 +54,7 @@ impl Devnet {
             .args(["--block-time-ms", "100"])
             .args(["--providers", "0"])
             .args(["--gateway-port", "0"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

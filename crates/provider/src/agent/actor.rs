@@ -6,8 +6,9 @@ use crate::error::{Error, Result};
 use crate::payload::{ErrorOutput, codes};
 use crate::runner::{self, Input, Models, Outcome, Work};
 use crate::serve::{self, ServeState};
-use crate::store::{Record, Store};
+use crate::store::{CheckRecord, Record, Store};
 use crate::stream::Streams;
+use crate::verify;
 use futures::StreamExt;
 use plexus_client::{Client, ClientError, JobView};
 use plexus_inference::catalog::{self, ModelKind};
@@ -58,6 +59,7 @@ pub struct Provider {
     endpoint: String,
     models: Arc<Models>,
     store: Arc<Mutex<Store>>,
+    cheat_rate: f64,
 }
 
 impl std::fmt::Debug for Provider {
@@ -104,7 +106,11 @@ impl Provider {
             data_dir,
             listen,
             endpoint,
+            cheat_rate,
         } = config;
+        if !(0.0..=1.0).contains(&cheat_rate) {
+            return Err(Error::CheatRate(cheat_rate));
+        }
         let declared = match &source {
             Source::Catalog => catalog_models(&names)?,
             Source::Loaded(models) => models
@@ -163,6 +169,7 @@ impl Provider {
             endpoint,
             models: Arc::new(models),
             store: Arc::new(Mutex::new(store)),
+            cheat_rate,
         })
     }
 
@@ -194,6 +201,7 @@ impl Provider {
             endpoint,
             models,
             store,
+            cheat_rate,
         } = self;
         let outputs = lock(&store).outputs();
         let streams = Streams::new();
@@ -216,10 +224,18 @@ impl Provider {
         let mut feed = feed::spawn(client.url());
         let mut feed_open = true;
         let (results, mut outcomes) = mpsc::unbounded_channel();
-        let mut worker: Option<JoinHandle<()>> = None;
+        let mut worker: Option<(Batch, JoinHandle<()>)> = None;
         let mut actor = Actor::new(client, key, address, chain, models, store, streams);
+        actor.cheat_rate = cheat_rate;
         let mut shutdown = std::pin::pin!(shutdown);
         info!(%address, %local_addr, %endpoint, "provider running");
+        if cheat_rate > 0.0 {
+            warn!(
+                cheat_rate,
+                "--cheat-rate is set: this provider corrupts that fraction of its job outputs \
+                 (testing verification only); it will be caught and slashed"
+            );
+        }
 
         let result = loop {
             if worker.is_none() {
@@ -234,18 +250,19 @@ impl Provider {
                     Ok(Err(e)) => Error::Serve(e),
                     Err(e) => Error::Task(e.to_string()),
                 }),
-                Some(batch) = outcomes.recv() => {
-                    actor.on_outcomes(batch).await;
+                Some((kind, batch)) = outcomes.recv() => {
+                    actor.on_outcomes(kind, batch).await;
                     continue;
                 }
-                joined = async { worker.as_mut().expect("guarded by the precondition").await },
-                    if worker.is_some() =>
+                joined = async {
+                    (&mut worker.as_mut().expect("guarded by the precondition").1).await
+                }, if worker.is_some() =>
                 {
-                    worker = None;
-                    while let Ok(batch) = outcomes.try_recv() {
-                        actor.on_outcomes(batch).await;
+                    let kind = worker.take().expect("guarded by the precondition").0;
+                    while let Ok((kind, batch)) = outcomes.try_recv() {
+                        actor.on_outcomes(kind, batch).await;
                     }
-                    actor.batch_finished(joined.err());
+                    actor.batch_finished(kind, joined.err());
                     continue;
                 }
                 changed = feed.heights.changed(), if feed_open => feed_open = changed.is_ok(),
@@ -288,6 +305,8 @@ struct ChainInfo {
     min_fee: Amount,
     min_provider_stake: Amount,
     max_payload_size: u32,
+    /// How far apart two embedding results may be and still agree, in millionths.
+    embedding_tolerance_micros: u32,
 }
 
 impl ChainInfo {
@@ -316,11 +335,18 @@ impl ChainInfo {
                 DEFAULT_MAX_PAYLOAD
             }
         };
+        // A node older than verification reports none, and draws no checks either.
+        let embedding_tolerance_micros = params["embedding_tolerance_micros"]
+            .as_u64()
+            .map_or(verify::DEFAULT_EMBEDDING_TOLERANCE_MICROS, |n| {
+                u32::try_from(n).unwrap_or(u32::MAX)
+            });
         Ok(Self {
             chain_id,
             min_fee,
             min_provider_stake,
             max_payload_size,
+            embedding_tolerance_micros,
         })
     }
 }
@@ -524,11 +550,14 @@ async fn wait_success(client: &Client, hash: &TxHash, what: &'static str) -> Res
     }
 }
 
-/// The two transactions a provider sends per job.
+/// The transactions a provider sends: per own job a commit and a reveal, per check it was
+/// drawn for the same two steps as a verifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Step {
     Commit,
     Reveal,
+    CommitCheck,
+    RevealCheck,
 }
 
 impl Step {
@@ -536,14 +565,26 @@ impl Step {
         match self {
             Step::Commit => "commit",
             Step::Reveal => "reveal",
+            Step::CommitCheck => "commit_check",
+            Step::RevealCheck => "reveal_check",
         }
     }
 
-    /// The job status in which this step is still to be done.
-    fn needed_in(self) -> &'static str {
+    fn is_check(self) -> bool {
+        matches!(self, Step::CommitCheck | Step::RevealCheck)
+    }
+
+    /// Whether `job` (as listed at the last height) still needs this step from `me`.
+    fn needed(self, job: &JobView, me: &Address) -> bool {
         match self {
-            Step::Commit => "assigned",
-            Step::Reveal => "committed",
+            Step::Commit => job.provider == Some(*me) && job.status == "assigned",
+            Step::Reveal => job.provider == Some(*me) && job.status == "committed",
+            Step::CommitCheck => job
+                .pending_check(me)
+                .is_some_and(|c| c.commitment.is_none()),
+            Step::RevealCheck => job
+                .pending_check(me)
+                .is_some_and(|c| c.commitment.is_some()),
         }
     }
 }
@@ -552,6 +593,42 @@ impl Step {
 struct Pending {
     step: Step,
     hash: TxHash,
+}
+
+/// What a batch on the blocking thread runs: this provider's own jobs, or re-runs of other
+/// providers' jobs it was drawn to check. One kind per batch, alternating when both wait,
+/// so neither starves the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Batch {
+    Jobs,
+    Checks,
+}
+
+/// The in-memory side of one kind of work (own jobs or checks). Everything here is rebuilt
+/// from the chain and the store after a restart.
+#[derive(Default)]
+struct Queue {
+    /// Jobs that need this kind of work from this provider at the last height.
+    listed: BTreeSet<JobId>,
+    /// Transactions sent and not yet seen to take effect.
+    pending: BTreeMap<JobId, Pending>,
+    /// Jobs with their inputs, waiting for the next batch.
+    backlog: BTreeMap<JobId, Work>,
+    /// Jobs in the running batch.
+    running: BTreeSet<JobId>,
+    /// Jobs this provider cannot run; left to time out.
+    failed: BTreeSet<JobId>,
+    /// Jobs already reported as impossible to reveal.
+    unrevealable: BTreeSet<JobId>,
+    /// Recorded jobs gone from the listing, and the height they were first missed at.
+    gone_since: BTreeMap<JobId, u64>,
+}
+
+impl Queue {
+    /// Whether a job is already being worked on (or given up on) here.
+    fn busy(&self, id: &JobId) -> bool {
+        self.running.contains(id) || self.backlog.contains_key(id) || self.failed.contains(id)
+    }
 }
 
 /// The run loop's state. Everything here but the store is rebuilt from the chain after a
@@ -565,22 +642,16 @@ struct Actor {
     store: Arc<Mutex<Store>>,
     /// Live chat streams, read by the output server.
     streams: Streams,
+    /// Testing only: the fraction of own job outputs corrupted ([`verify::cheats`]).
+    cheat_rate: f64,
     /// The last finalized height a round ran at.
     height: Option<u64>,
-    /// Jobs the chain held for this provider at that height.
-    listed: BTreeSet<JobId>,
-    /// Commit or reveal transactions sent and not yet seen to take effect.
-    pending: BTreeMap<JobId, Pending>,
-    /// Jobs with their inputs, waiting for the next batch.
-    backlog: BTreeMap<JobId, Work>,
-    /// Jobs in the running batch.
-    running: BTreeSet<JobId>,
-    /// Jobs this provider cannot run; left to time out.
-    failed: BTreeSet<JobId>,
-    /// Jobs already reported as impossible to reveal.
-    unrevealable: BTreeSet<JobId>,
-    /// Recorded jobs gone from the state, and the height they were first missed at.
-    gone_since: BTreeMap<JobId, u64>,
+    /// This provider's own jobs.
+    jobs: Queue,
+    /// Other providers' jobs this provider checks.
+    checks: Queue,
+    /// The kind of the last batch dispatched.
+    last_batch: Batch,
 }
 
 impl Actor {
@@ -601,14 +672,18 @@ impl Actor {
             models,
             store,
             streams,
+            cheat_rate: 0.0,
             height: None,
-            listed: BTreeSet::new(),
-            pending: BTreeMap::new(),
-            backlog: BTreeMap::new(),
-            running: BTreeSet::new(),
-            failed: BTreeSet::new(),
-            unrevealable: BTreeSet::new(),
-            gone_since: BTreeMap::new(),
+            jobs: Queue::default(),
+            checks: Queue::default(),
+            last_batch: Batch::Checks,
+        }
+    }
+
+    fn queue(&mut self, kind: Batch) -> &mut Queue {
+        match kind {
+            Batch::Jobs => &mut self.jobs,
+            Batch::Checks => &mut self.checks,
         }
     }
 
@@ -616,7 +691,12 @@ impl Actor {
         lock(&self.store).get(job).cloned()
     }
 
-    /// One pass over the jobs the chain holds for this provider, once per finalized height.
+    fn check_record(&self, job: &JobId) -> Option<CheckRecord> {
+        lock(&self.store).get_check(job).cloned()
+    }
+
+    /// One pass over the jobs the chain holds for this provider (assigned to it, or with a
+    /// check by it), once per finalized height.
     async fn round(&mut self) {
         let listing = match self.client.provider_jobs(&self.address).await {
             Ok(listing) => listing,
@@ -630,20 +710,30 @@ impl Actor {
             return;
         }
         self.height = Some(height);
-        let jobs: BTreeMap<JobId, JobView> = listing
-            .jobs
-            .into_iter()
-            .filter(|j| j.provider == Some(self.address))
-            .map(|j| (j.id, j))
+        let me = self.address;
+        let (mut jobs, mut checks) = (BTreeMap::new(), BTreeMap::new());
+        for job in listing.jobs {
+            if job.provider == Some(me) {
+                jobs.insert(job.id, job);
+            } else if job.checks.iter().any(|c| c.verifier == me) {
+                checks.insert(job.id, job);
+            }
+        }
+        self.jobs.listed = jobs.keys().copied().collect();
+        self.checks.listed = checks
+            .values()
+            .filter(|j| j.pending_check(&me).is_some())
+            .map(|j| j.id)
             .collect();
-        self.listed = jobs.keys().copied().collect();
-        self.forget_gone(&jobs, height).await;
-        self.resolve_pending(&jobs).await;
+        self.forget_gone(Batch::Jobs, &jobs, height).await;
+        self.forget_gone(Batch::Checks, &checks, height).await;
+        self.resolve_pending(Batch::Jobs, &jobs).await;
+        self.resolve_pending(Batch::Checks, &checks).await;
 
         let mut txs = Vec::new();
         let mut new = Vec::new();
         for job in jobs.values() {
-            if self.pending.contains_key(&job.id) {
+            if self.jobs.pending.contains_key(&job.id) {
                 continue;
             }
             match job.status.as_str() {
@@ -656,14 +746,12 @@ impl Actor {
                             commitment: record.commitment(),
                         },
                     )),
-                    None if !self.running.contains(&job.id)
-                        && !self.backlog.contains_key(&job.id)
-                        && !self.failed.contains(&job.id) =>
-                    {
-                        new.push(job.clone())
-                    }
+                    None if !self.jobs.busy(&job.id) => new.push(job.clone()),
                     None => {}
                 },
+                // A spot check was drawn: the reveal waits for the verifier's commitment
+                // (the ledger refuses it with `awaiting_verifier` until then).
+                "committed" if job.awaiting_verifier() => {}
                 "committed" => {
                     if let Some(action) = self.reveal(job) {
                         txs.push((job.id, Step::Reveal, action));
@@ -672,33 +760,85 @@ impl Actor {
                 _ => {}
             }
         }
+        let mut new_checks = Vec::new();
+        for job in checks.values() {
+            if self.checks.pending.contains_key(&job.id) {
+                continue;
+            }
+            let Some(check) = job.pending_check(&me) else {
+                continue;
+            };
+            match &check.commitment {
+                None => match self.check_record(&job.id) {
+                    Some(record) => txs.push((
+                        job.id,
+                        Step::CommitCheck,
+                        Action::CommitCheck {
+                            job: job.id,
+                            commitment: record.commitment(&me),
+                        },
+                    )),
+                    None if !self.checks.busy(&job.id) => {
+                        // The input is due by the check's commit deadline, not the job's.
+                        let mut job = job.clone();
+                        job.deadline = check.deadline;
+                        new_checks.push(job);
+                    }
+                    None => {}
+                },
+                // Committed: the verdict waits for the provider's reveal.
+                Some(_) if job.status != "revealed" => {}
+                Some(commitment) => {
+                    let (commitment, deadline) = (commitment.clone(), check.deadline.get());
+                    if let Some(action) =
+                        self.reveal_check(job, &commitment, deadline, height).await
+                    {
+                        txs.push((job.id, Step::RevealCheck, action));
+                    }
+                }
+            }
+        }
         // Reveals and commits first: they are waiting on nothing but the network.
         self.send(txs).await;
-        self.fetch_inputs(new, height).await;
+        self.fetch_inputs(Batch::Jobs, new, height).await;
+        self.fetch_inputs(Batch::Checks, new_checks, height).await;
     }
 
     /// Forget in-memory state of jobs no longer listed, and delete the records of jobs that
-    /// have been gone for [`PRUNE_AFTER_BLOCKS`] once the node confirms they are finished.
-    async fn forget_gone(&mut self, jobs: &BTreeMap<JobId, JobView>, height: u64) {
-        self.backlog.retain(|id, _| jobs.contains_key(id));
-        self.failed.retain(|id| jobs.contains_key(id));
-        self.unrevealable.retain(|id| jobs.contains_key(id));
-        self.pending.retain(|id, _| jobs.contains_key(id));
-        let recorded: BTreeSet<JobId> = lock(&self.store).records().map(|r| r.job).collect();
-        self.gone_since
+    /// have been gone for [`PRUNE_AFTER_BLOCKS`] once the node confirms they are finished
+    /// for this provider.
+    async fn forget_gone(&mut self, kind: Batch, jobs: &BTreeMap<JobId, JobView>, height: u64) {
+        let me = self.address;
+        let client = self.client.clone();
+        let store = self.store.clone();
+        let queue = self.queue(kind);
+        let listed = queue.listed.clone();
+        queue.backlog.retain(|id, _| listed.contains(id));
+        queue.failed.retain(|id| jobs.contains_key(id));
+        queue.unrevealable.retain(|id| jobs.contains_key(id));
+        queue.pending.retain(|id, _| jobs.contains_key(id));
+        let recorded: BTreeSet<JobId> = match kind {
+            Batch::Jobs => lock(&store).records().map(|r| r.job).collect(),
+            Batch::Checks => lock(&store).check_records().map(|r| r.job).collect(),
+        };
+        queue
+            .gone_since
             .retain(|id, _| !jobs.contains_key(id) && recorded.contains(id));
         for id in recorded {
-            if jobs.contains_key(&id) || self.running.contains(&id) {
+            if jobs.contains_key(&id) || queue.running.contains(&id) {
                 continue;
             }
-            let since = *self.gone_since.entry(id).or_insert(height);
+            let since = *queue.gone_since.entry(id).or_insert(height);
             if height.saturating_sub(since) < PRUNE_AFTER_BLOCKS {
                 continue;
             }
-            let finished = match self.client.job(&id).await {
+            let finished = match client.job(&id).await {
                 Ok(view) => {
                     matches!(view.status.as_str(), "settled" | "refunded" | "queued")
-                        || view.provider != Some(self.address)
+                        || match kind {
+                            Batch::Jobs => view.provider != Some(me),
+                            Batch::Checks => !view.checks.iter().any(|c| c.verifier == me),
+                        }
                 }
                 Err(ClientError::Api { status: 404, .. }) => true,
                 Err(e) => {
@@ -707,30 +847,40 @@ impl Actor {
                 }
             };
             if !finished {
-                self.gone_since.insert(id, height);
+                queue.gone_since.insert(id, height);
                 continue;
             }
-            match lock(&self.store).remove(&id) {
+            let removed = match kind {
+                Batch::Jobs => lock(&store).remove(&id),
+                Batch::Checks => lock(&store).remove_check(&id),
+            };
+            match removed {
                 Ok(_) => debug!(job = %id, "deleted the record of a finished job"),
                 Err(e) => warn!(job = %id, error = %e, "deleting a job record"),
             }
-            self.gone_since.remove(&id);
+            queue.gone_since.remove(&id);
         }
     }
 
     /// Drop pending transactions that took effect, failed or vanished; keep those that are
     /// still in the mempool.
-    async fn resolve_pending(&mut self, jobs: &BTreeMap<JobId, JobView>) {
-        let pending: Vec<(JobId, Pending)> = self.pending.iter().map(|(j, p)| (*j, *p)).collect();
+    async fn resolve_pending(&mut self, kind: Batch, jobs: &BTreeMap<JobId, JobView>) {
+        let me = self.address;
+        let pending: Vec<(JobId, Pending)> = self
+            .queue(kind)
+            .pending
+            .iter()
+            .map(|(j, p)| (*j, *p))
+            .collect();
         for (id, p) in pending {
-            if jobs.get(&id).is_none_or(|j| j.status != p.step.needed_in()) {
-                self.pending.remove(&id);
+            if !jobs.get(&id).is_some_and(|j| p.step.needed(j, &me)) {
+                self.queue(kind).pending.remove(&id);
                 continue;
             }
             let status = match self.client.tx(&digest_hex(&p.hash)).await {
                 Ok(status) => status,
                 Err(ClientError::Api { status: 404, .. }) => {
-                    self.pending.remove(&id);
+                    self.queue(kind).pending.remove(&id);
                     continue;
                 }
                 Err(e) => {
@@ -749,7 +899,7 @@ impl Actor {
                         error = status["error"].as_str().unwrap_or("no reason given"),
                         "transaction failed on chain; retrying"
                     );
-                    self.pending.remove(&id);
+                    self.queue(kind).pending.remove(&id);
                 }
                 _ => {
                     warn!(
@@ -758,31 +908,36 @@ impl Actor {
                         reason = status["reason"].as_str().unwrap_or("unknown"),
                         "transaction dropped; retrying"
                     );
-                    self.pending.remove(&id);
+                    self.queue(kind).pending.remove(&id);
                 }
             }
+        }
+    }
+
+    /// Report once per job that it cannot be revealed.
+    fn unrevealable(&mut self, kind: Batch, job: JobId, why: &str) {
+        if self.queue(kind).unrevealable.insert(job) {
+            error!(job = %job, "{why}; it cannot be revealed");
         }
     }
 
     /// The reveal of a committed job, if this provider can make it.
     fn reveal(&mut self, job: &JobView) -> Option<Action> {
         let Some(record) = self.record(&job.id) else {
-            if self.unrevealable.insert(job.id) {
-                error!(
-                    job = %job.id,
-                    "committed, but there is no record of it here (was the data dir lost?); it cannot be revealed"
-                );
-            }
+            self.unrevealable(
+                Batch::Jobs,
+                job.id,
+                "committed, but there is no record of it here (was the data dir lost?)",
+            );
             return None;
         };
         let committed = job.commitment.as_deref().and_then(|c| parse_digest(c).ok());
         if committed != Some(record.commitment()) {
-            if self.unrevealable.insert(job.id) {
-                error!(
-                    job = %job.id,
-                    "the commitment on chain is not this provider's record (was the data dir replaced?); it cannot be revealed"
-                );
-            }
+            self.unrevealable(
+                Batch::Jobs,
+                job.id,
+                "the commitment on chain is not this provider's record (was the data dir replaced?)",
+            );
             return None;
         }
         let (Ok(model), Ok(input_hash)) = (parse_digest(&job.model), parse_digest(&job.input_hash))
@@ -811,8 +966,105 @@ impl Actor {
         })
     }
 
-    /// Fetch the inputs of newly assigned jobs and queue them for the next batch.
-    async fn fetch_inputs(&mut self, jobs: Vec<JobView>, height: u64) {
+    /// The reveal of this provider's committed check of a revealed job, with its verdict
+    /// ([`verify::agrees`]); `None` to try again next round. The provider's output comes from
+    /// the node (else its endpoint), checked against the revealed hash and size; if it
+    /// cannot be had by [`INPUT_GRACE_BLOCKS`] before the check's `deadline`, the result is
+    /// unusable and the verdict is a disagreement.
+    async fn reveal_check(
+        &mut self,
+        job: &JobView,
+        commitment: &str,
+        deadline: u64,
+        height: u64,
+    ) -> Option<Action> {
+        let Some(record) = self.check_record(&job.id) else {
+            self.unrevealable(
+                Batch::Checks,
+                job.id,
+                "this provider committed a check of the job but has no record of it (was the data dir lost?)",
+            );
+            return None;
+        };
+        if parse_digest(commitment).ok() != Some(record.commitment(&self.address)) {
+            self.unrevealable(
+                Batch::Checks,
+                job.id,
+                "the check commitment on chain is not this provider's record (was the data dir replaced?)",
+            );
+            return None;
+        }
+        let Some(kind) = self.models.get(&record.model).map(|m| m.kind) else {
+            self.unrevealable(
+                Batch::Checks,
+                job.id,
+                "the model of this check is no longer served here",
+            );
+            return None;
+        };
+        let theirs = job
+            .output_hash
+            .as_deref()
+            .and_then(|h| parse_digest(h).ok());
+        let agrees = if theirs == Some(record.output_hash) {
+            true
+        } else if kind == ModelKind::Chat {
+            // Exact mode: only identical outputs agree, and these differ.
+            false
+        } else {
+            let stored = lock(&self.store).outputs().get(&record.output_hash);
+            let ours = match stored {
+                Ok(Some(ours)) => ours,
+                Ok(None) => {
+                    self.unrevealable(
+                        Batch::Checks,
+                        job.id,
+                        "the output of this provider's check is missing from its data dir",
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    warn!(job = %job.id, error = %e, "reading this provider's check output");
+                    return None;
+                }
+            };
+            match plexus_client::fetch_output(&self.client, job).await {
+                Ok(theirs) => {
+                    verify::agrees(kind, &ours, &theirs, self.chain.embedding_tolerance_micros)
+                }
+                Err(e) if height.saturating_add(INPUT_GRACE_BLOCKS) >= deadline => {
+                    warn!(job = %job.id, error = %e, "the provider's output is unavailable: disagreeing");
+                    false
+                }
+                Err(e) => {
+                    debug!(job = %job.id, error = %e, "the provider's output is not available yet");
+                    return None;
+                }
+            }
+        };
+        if agrees {
+            debug!(job = %job.id, "this re-run agrees with the provider");
+        } else {
+            warn!(
+                job = %job.id,
+                provider = ?job.provider,
+                "this re-run disagrees with the provider's result: disputing"
+            );
+        }
+        Some(Action::RevealCheck {
+            job: job.id,
+            output_hash: record.output_hash,
+            salt: record.salt,
+            agrees,
+        })
+    }
+
+    /// Fetch the inputs of newly assigned jobs (or jobs to check) and queue them for a batch
+    /// of that kind.
+    async fn fetch_inputs(&mut self, kind: Batch, jobs: Vec<JobView>, height: u64) {
+        if jobs.is_empty() {
+            return;
+        }
         let fetches: Vec<SendFuture<Option<Input>>> = jobs
             .iter()
             .map(|job| -> SendFuture<Option<Input>> {
@@ -828,76 +1080,98 @@ impl Actor {
             let Some(input) = input else { continue };
             let Ok(model) = parse_digest(&job.model) else {
                 error!(job = %job.id, model = %job.model, "the job's model hash is malformed");
-                self.failed.insert(job.id);
+                self.queue(kind).failed.insert(job.id);
                 continue;
             };
-            // Chat text streams to the owner from the moment the job is queued here.
+            // Chat text streams to the owner from the moment the job is queued here (a
+            // re-run as a verifier streams to nobody).
             let chat = self
                 .models
                 .get(&model)
                 .is_some_and(|m| m.kind == ModelKind::Chat);
-            self.backlog.insert(
+            let stream = (chat && kind == Batch::Jobs).then(|| self.streams.open(job.id));
+            self.queue(kind).backlog.insert(
                 job.id,
                 Work {
                     job: job.id,
                     model,
                     max_units: job.max_units,
                     input,
-                    stream: chat.then(|| self.streams.open(job.id)),
+                    stream,
                 },
             );
         }
     }
 
-    /// Start a batch with everything in the backlog, unless it is empty.
+    /// Start a batch with everything in one backlog (own jobs or checks, the other kind
+    /// than last time when both wait), unless both are empty.
     fn dispatch(
         &mut self,
-        results: &mpsc::UnboundedSender<Vec<Outcome>>,
-    ) -> Option<JoinHandle<()>> {
-        if self.backlog.is_empty() {
-            return None;
-        }
-        let work: Vec<Work> = std::mem::take(&mut self.backlog).into_values().collect();
-        self.running.extend(work.iter().map(|w| w.job));
-        debug!(jobs = work.len(), "running a batch");
+        results: &mpsc::UnboundedSender<(Batch, Vec<Outcome>)>,
+    ) -> Option<(Batch, JoinHandle<()>)> {
+        let kind = match (self.jobs.backlog.is_empty(), self.checks.backlog.is_empty()) {
+            (true, true) => return None,
+            (false, true) => Batch::Jobs,
+            (true, false) => Batch::Checks,
+            (false, false) if self.last_batch == Batch::Jobs => Batch::Checks,
+            (false, false) => Batch::Jobs,
+        };
+        self.last_batch = kind;
+        let queue = self.queue(kind);
+        let work: Vec<Work> = std::mem::take(&mut queue.backlog).into_values().collect();
+        queue.running.extend(work.iter().map(|w| w.job));
+        debug!(jobs = work.len(), ?kind, "running a batch");
         let models = self.models.clone();
         let results = results.clone();
         let max_output = self.chain.max_payload_size;
-        Some(tokio::task::spawn_blocking(move || {
-            runner::run(&models, work, max_output, |outcomes| {
-                // The receiver lives as long as the run loop; after it, results are moot.
-                let _ = results.send(outcomes);
-            })
-        }))
+        Some((
+            kind,
+            tokio::task::spawn_blocking(move || {
+                runner::run(&models, work, max_output, |outcomes| {
+                    // The receiver lives as long as the run loop; after it, results are moot.
+                    let _ = results.send((kind, outcomes));
+                })
+            }),
+        ))
     }
 
     /// The batch ended (all its outcomes handled): a job without an outcome means the
     /// batch panicked.
-    fn batch_finished(&mut self, panic: Option<JoinError>) {
+    fn batch_finished(&mut self, kind: Batch, panic: Option<JoinError>) {
         if let Some(e) = panic {
             error!(error = %e, "a batch of jobs panicked");
         }
-        for job in std::mem::take(&mut self.running) {
+        let queue = self.queue(kind);
+        for job in std::mem::take(&mut queue.running) {
             error!(job = %job, "no result for this job; it will time out");
-            self.failed.insert(job);
+            queue.failed.insert(job);
         }
     }
 
-    /// Results of a batch: make them durable, upload the outputs, commit.
-    async fn on_outcomes(&mut self, outcomes: Vec<Outcome>) {
-        let mut items = Vec::new();
+    /// Results of a batch: make them durable, upload the outputs, commit (the result, or as
+    /// a verifier the check).
+    async fn on_outcomes(&mut self, kind: Batch, outcomes: Vec<Outcome>) {
+        let cheat_rate = self.cheat_rate;
+        let mut done = Vec::new();
         for outcome in outcomes {
-            self.running.remove(&outcome.job());
+            let queue = self.queue(kind);
+            queue.running.remove(&outcome.job());
             match outcome {
                 Outcome::Failed { job, reason } => {
-                    error!(
-                        job = %job,
-                        "cannot run this job: {reason}; it will time out and go to another provider"
-                    );
-                    self.failed.insert(job);
+                    match kind {
+                        Batch::Jobs => error!(
+                            job = %job,
+                            "cannot run this job: {reason}; it will time out and go to another provider"
+                        ),
+                        Batch::Checks => error!(
+                            job = %job,
+                            "cannot re-run this job as its verifier: {reason}; the check will be missed"
+                        ),
+                    }
+                    queue.failed.insert(job);
                 }
-                Outcome::Done { job, .. } if !self.listed.contains(&job) => {
-                    debug!(job = %job, "the job left this provider before its result was ready");
+                Outcome::Done { job, .. } if !queue.listed.contains(&job) => {
+                    debug!(job = %job, "the job no longer needs this result");
                 }
                 Outcome::Done {
                     job,
@@ -905,64 +1179,59 @@ impl Actor {
                     output,
                     units,
                 } => {
-                    let Ok(output_size) = u32::try_from(output.len()) else {
-                        self.failed.insert(job);
+                    if u32::try_from(output.len()).is_err() {
+                        queue.failed.insert(job);
                         continue;
+                    }
+                    let output = if kind == Batch::Jobs && verify::cheats(cheat_rate, &job) {
+                        debug!(job = %job, "corrupting this job's output (--cheat-rate)");
+                        verify::corrupt(&output)
+                    } else {
+                        output
                     };
-                    let record = Record {
-                        job,
-                        output_hash: sha256(&[&output]),
-                        salt: Digest(rand::random()),
-                        output_size,
-                        units,
-                        model,
-                    };
-                    items.push((record, output));
+                    done.push((job, model, output, units));
                 }
             }
         }
-        if items.is_empty() {
+        if done.is_empty() {
             return;
         }
-        // Durable before any commit is sent: the invariant of the store.
-        let store = self.store.clone();
-        let stored = blocking(move || {
-            let result = lock(&store).insert(&items);
-            (items, result)
-        })
-        .await;
-        let items = match stored {
-            Ok((items, Ok(()))) => items,
-            Ok((items, Err(e))) => {
-                error!(error = %e, "cannot store results; they are not committed");
-                self.failed.extend(items.iter().map(|(r, _)| r.job));
-                return;
-            }
-            Err(e) => {
-                error!(error = %e, "storing results");
-                return;
-            }
+        let txs = match kind {
+            Batch::Jobs => self.commit_results(done).await,
+            Batch::Checks => self.commit_checks(done).await,
         };
-        let uploads: Vec<SendFuture<Record>> = items.into_iter().map(|(record, output)| -> SendFuture<Record> {
-            let client = self.client.clone();
-            Box::pin(async move {
-            if let Err(e) = client.put_blob(output).await {
-                warn!(
-                    job = %record.job,
-                    error = %e,
-                    "uploading the output to the node; it is still served from this provider's endpoint"
-                );
-            }
-            record
+        self.send(txs).await;
+    }
+
+    /// Record own results durably, upload them, and return their commits.
+    async fn commit_results(
+        &mut self,
+        done: Vec<(JobId, Digest, Vec<u8>, u32)>,
+    ) -> Vec<(JobId, Step, Action)> {
+        let items: Vec<(Record, Vec<u8>)> = done
+            .into_iter()
+            .map(|(job, model, output, units)| {
+                let record = Record {
+                    job,
+                    output_hash: sha256(&[&output]),
+                    salt: Digest(rand::random()),
+                    output_size: output.len() as u32,
+                    units,
+                    model,
+                };
+                (record, output)
             })
-        }).collect();
-        let records: Vec<Record> = futures::stream::iter(uploads)
-            .buffer_unordered(CONCURRENT_REQUESTS)
-            .collect()
-            .await;
-        let txs = records
+            .collect();
+        let Some(items) = self
+            .store_durably(Batch::Jobs, items, |store, items| store.insert(items))
+            .await
+        else {
+            return Vec::new();
+        };
+        self.upload(&items).await;
+        items
             .iter()
-            .map(|r| {
+            .map(|(r, _)| {
                 (
                     r.job,
                     Step::Commit,
@@ -972,8 +1241,105 @@ impl Actor {
                     },
                 )
             })
+            .collect()
+    }
+
+    /// Record the results of checks durably, upload them (so a dispute can inspect them),
+    /// and return their check commits.
+    async fn commit_checks(
+        &mut self,
+        done: Vec<(JobId, Digest, Vec<u8>, u32)>,
+    ) -> Vec<(JobId, Step, Action)> {
+        let items: Vec<(CheckRecord, Vec<u8>)> = done
+            .into_iter()
+            .map(|(job, model, output, _)| {
+                let record = CheckRecord {
+                    job,
+                    output_hash: sha256(&[&output]),
+                    salt: Digest(rand::random()),
+                    output_size: output.len() as u32,
+                    model,
+                };
+                (record, output)
+            })
             .collect();
-        self.send(txs).await;
+        let Some(items) = self
+            .store_durably(Batch::Checks, items, |store, items| {
+                store.insert_checks(items)
+            })
+            .await
+        else {
+            return Vec::new();
+        };
+        self.upload(&items).await;
+        let me = self.address;
+        items
+            .iter()
+            .map(|(r, _)| {
+                (
+                    r.job,
+                    Step::CommitCheck,
+                    Action::CommitCheck {
+                        job: r.job,
+                        commitment: r.commitment(&me),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Write records and outputs with `insert` on a blocking thread: durable before any
+    /// commit is sent, the invariant of the store. `None` (the jobs marked failed) if they
+    /// could not be stored.
+    async fn store_durably<R: HasJob + Send + 'static>(
+        &mut self,
+        kind: Batch,
+        items: Vec<(R, Vec<u8>)>,
+        insert: Insert<R>,
+    ) -> Option<Vec<(R, Vec<u8>)>> {
+        let store = self.store.clone();
+        let stored = blocking(move || {
+            let result = insert(&mut lock(&store), &items);
+            (items, result)
+        })
+        .await;
+        match stored {
+            Ok((items, Ok(()))) => Some(items),
+            Ok((items, Err(e))) => {
+                error!(error = %e, "cannot store results; they are not committed");
+                let queue = self.queue(kind);
+                queue.failed.extend(items.iter().map(|(r, _)| r.job()));
+                None
+            }
+            Err(e) => {
+                error!(error = %e, "storing results");
+                None
+            }
+        }
+    }
+
+    /// Upload outputs to the node's payload store, concurrently. A failure is logged: the
+    /// provider's endpoint serves them too.
+    async fn upload<R: HasJob>(&self, items: &[(R, Vec<u8>)]) {
+        let uploads: Vec<SendFuture<()>> = items
+            .iter()
+            .map(|(record, output)| -> SendFuture<()> {
+                let (client, job, output) = (self.client.clone(), record.job(), output.clone());
+                Box::pin(async move {
+                    if let Err(e) = client.put_blob(output).await {
+                        warn!(
+                            job = %job,
+                            error = %e,
+                            "uploading the output to the node; it is still served from this provider's endpoint"
+                        );
+                    }
+                })
+            })
+            .collect();
+        futures::stream::iter(uploads)
+            .buffer_unordered(CONCURRENT_REQUESTS)
+            .collect::<Vec<()>>()
+            .await;
     }
 
     /// Sign and submit, one after another with consecutive nonces. Stops at a nonce error
@@ -989,7 +1355,7 @@ impl Actor {
                 return;
             }
         };
-        let (mut commits, mut reveals) = (0usize, 0usize);
+        let (mut commits, mut reveals, mut checks) = (0usize, 0usize, 0usize);
         for (job, step, action) in txs {
             let tx = Transaction {
                 chain_id: self.chain.chain_id.clone(),
@@ -1001,10 +1367,16 @@ impl Actor {
             .sign(&self.key);
             match self.client.submit(&tx).await {
                 Ok(hash) => {
-                    self.pending.insert(job, Pending { step, hash });
+                    let kind = if step.is_check() {
+                        Batch::Checks
+                    } else {
+                        Batch::Jobs
+                    };
+                    self.queue(kind).pending.insert(job, Pending { step, hash });
                     match step {
                         Step::Commit => commits += 1,
                         Step::Reveal => reveals += 1,
+                        Step::CommitCheck | Step::RevealCheck => checks += 1,
                     }
                     debug!(job = %job, step = step.as_str(), tx = %digest_hex(&hash), "submitted");
                 }
@@ -1018,9 +1390,15 @@ impl Actor {
                     // Not admitted, so the nonce is still free for the next one.
                     if matches!(
                         code.as_str(),
-                        "not_assigned" | "wrong_phase" | "unknown_job"
+                        "not_assigned"
+                            | "wrong_phase"
+                            | "unknown_job"
+                            | "not_verifier"
+                            // Waiting on the other side of a check: retried next round.
+                            | "awaiting_verifier"
+                            | "check_too_early"
                     ) {
-                        debug!(job = %job, step = step.as_str(), %message, "the job moved on");
+                        debug!(job = %job, step = step.as_str(), %message, "not now: the job moved on or waits");
                     } else {
                         warn!(job = %job, step = step.as_str(), %code, "{message}");
                     }
@@ -1039,6 +1417,29 @@ impl Actor {
         if commits + reveals > 0 {
             info!(commits, reveals, "submitted");
         }
+        if checks > 0 {
+            info!(checks, "submitted check steps");
+        }
+    }
+}
+
+/// A store method that writes records with their outputs durably.
+type Insert<R> = fn(&mut Store, &[(R, Vec<u8>)]) -> Result<()>;
+
+/// A record kept per job in the store (own result or check).
+trait HasJob {
+    fn job(&self) -> JobId;
+}
+
+impl HasJob for Record {
+    fn job(&self) -> JobId {
+        self.job
+    }
+}
+
+impl HasJob for CheckRecord {
+    fn job(&self) -> JobId {
+        self.job
     }
 }
 
@@ -1095,7 +1496,16 @@ mod tests {
                 min_fee: Amount::new(10),
                 min_provider_stake: Amount::new(1_000_000),
                 max_payload_size: 4096,
+                embedding_tolerance_micros: verify::DEFAULT_EMBEDDING_TOLERANCE_MICROS,
             }
+        );
+        let mut with_tolerance = status.clone();
+        with_tolerance["params"]["embedding_tolerance_micros"] = json!(7);
+        assert_eq!(
+            ChainInfo::parse(&with_tolerance)
+                .unwrap()
+                .embedding_tolerance_micros,
+            7
         );
         let old = json!({"chain_id": "c", "min_fee": "1"});
         assert!(matches!(ChainInfo::parse(&old), Err(Error::Node { .. })));

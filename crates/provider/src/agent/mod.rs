@@ -1,5 +1,5 @@
 //! The provider agent: one long-running actor that takes the jobs the chain assigns to this
-//! provider through commit and reveal.
+//! provider through commit and reveal, and re-runs the jobs of others it is drawn to check.
 //!
 //! # Start ([`Provider::start`])
 //!
@@ -17,7 +17,8 @@
 //!
 //! The actor wakes on every finalized block (the node's block events; polling every
 //! [`POLL`] when they are unavailable) and reads the jobs the chain holds for this provider
-//! (`GET /providers/{address}/jobs`). For each job:
+//! (`GET /providers/{address}/jobs`: assigned to it, or with a check by it). For each of its
+//! own jobs:
 //!
 //! - **assigned, no record**: fetch its input blob from the node, run it, store the output
 //!   and the record durably, upload the output to the node (`POST /blobs`), then submit
@@ -30,7 +31,28 @@
 //!   units, and the signed [`Receipt`](plexus_types::Receipt). The ledger requires the reveal
 //!   in a block after the commit's; the job is only seen as committed once that block is
 //!   final, so any transaction sent then lands in a later block.
+//! - **committed, spot check drawn, its verifier not committed**: wait (the ledger refuses
+//!   the reveal with `awaiting_verifier`); reveal once the check has a commitment or was
+//!   missed. The chain moved the reveal deadline past the verifier's commit deadline.
 //! - **revealed**: nothing; the job settles on its own.
+//!
+//! For each job with a check by this provider still due (a spot check or a dispute vote):
+//!
+//! - **not committed, no check record**: fetch the input (as for an own job, waiting up to
+//!   the check's commit deadline), run it through the same runner in a batch of checks
+//!   (batches of own jobs and of checks alternate when both wait), store the output and a
+//!   [`CheckRecord`](crate::store::CheckRecord) durably, upload the output to the node (so
+//!   a dispute can inspect it), then submit `CommitCheck { check_commitment(job, this
+//!   address, output_hash, salt) }` with a fresh random salt.
+//! - **not committed, with a check record** (a restart, or a commit that failed): submit the
+//!   same check commitment again, never a new result.
+//! - **committed, the job revealed**: fetch the provider's output by its revealed hash (node,
+//!   else the provider's endpoint; hash and size checked), compare by
+//!   [`verify::agrees`](crate::verify::agrees) (chat: identical; embeddings: within the
+//!   chain's `embedding_tolerance_micros`), and submit `RevealCheck` with the verdict. An
+//!   output that cannot be had by [`INPUT_GRACE_BLOCKS`] before the check's reveal deadline
+//!   is a disagreement. Identical hashes agree without a fetch.
+//! - **committed, the job not yet revealed**: wait.
 //!
 //! Inference runs on a blocking thread, one batch at a time; jobs that arrive meanwhile wait
 //! and form the next batch, so the batch grows with the load. All embedding jobs of a batch
@@ -44,17 +66,21 @@
 //! endpoint; it is never on chain, and only the committed output counts.
 //!
 //! Transactions are signed here and sent one after another from the actor, with consecutive
-//! nonces starting at the account's `next_nonce`. A job's commit or reveal is not sent again
-//! while one is pending; a nonce error (`stale_nonce`, `nonce_gap`, another client using the
+//! nonces starting at the account's `next_nonce`. A job's commit or reveal (or a check's) is not sent
+//! again while one is pending; a nonce error (`stale_nonce`, `nonce_gap`, another client using the
 //! same key) ends the round's sending, and the next block retries. A transaction that fails
 //! on chain is logged with its job and retried on the next block if the job still needs it.
 //!
 //! A job this provider cannot run at all (its model is not loaded here, the model failed) is
 //! logged and left to time out; the chain then penalises the provider and offers the job to
-//! another. Records of jobs that have left the state are deleted after [`PRUNE_AFTER_BLOCKS`]
-//! blocks, once the node confirms the job settled, was refunded or went to another provider.
+//! another (a check it cannot run is missed, and penalised the same way). Records of jobs
+//! that have left the state are deleted after [`PRUNE_AFTER_BLOCKS`] blocks, once the node
+//! confirms the job settled, was refunded or went to another provider (for a check: no
+//! longer has a check by this provider).
 //!
-//! Verification (re-running sampled jobs of other providers) is a later issue.
+//! With [`ProviderConfig::cheat_rate`] above 0 (testing only) the provider corrupts that
+//! fraction of its own outputs before recording them ([`crate::verify::corrupt`]); its
+//! checks stay honest.
 
 mod actor;
 mod feed;
@@ -106,6 +132,10 @@ pub struct ProviderConfig {
     /// The URL registered on chain for the outputs; `None`: `http://<bound listen address>`
     /// (set it when listening on a wildcard address or behind a proxy).
     pub endpoint: Option<String>,
+    /// For testing verification only: the fraction (0 to 1) of its own job outputs this
+    /// provider corrupts, chosen from the job id ([`crate::verify`]); such a provider is
+    /// caught and slashed. Its re-runs as a verifier stay honest. 0 everywhere else.
+    pub cheat_rate: f64,
 }
 
 impl std::fmt::Debug for ProviderConfig {
@@ -122,6 +152,7 @@ impl std::fmt::Debug for ProviderConfig {
             .field("data_dir", &self.data_dir)
             .field("listen", &self.listen)
             .field("endpoint", &self.endpoint)
+            .field("cheat_rate", &self.cheat_rate)
             .finish_non_exhaustive()
     }
 }

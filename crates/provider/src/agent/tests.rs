@@ -1,9 +1,11 @@
 //! The agent against a mock node: a few hundred lines of in-memory chain that serves the RPC
 //! routes the agent uses, makes a block every [`BLOCK`], and checks commits and reveals the
 //! way the ledger does (assignment, phase, `committed_at < height`, commitment, units,
-//! receipt signature). Models are the fakes of [`crate::runner::fakes`].
+//! receipt signature, `awaiting_verifier`; a verifier's check commitment and verdict rule).
+//! Models are the fakes of [`crate::runner::fakes`]; checks are put on jobs by the tests.
 
 use super::{Provider, ProviderConfig};
+use crate::payload::{self, EmbedOutput};
 use crate::runner::fakes;
 use crate::store::tests::TempDir;
 use axum::{
@@ -14,10 +16,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use plexus_client::JobView;
+use plexus_client::{CheckView, JobView};
 use plexus_types::{
     Action, Address, Amount, Height, JobId, PrivateKey, Receipt, SignedTransaction, Signer,
-    commitment, digest_hex, key_from_seed, parse_digest, sha256,
+    check_commitment, commitment, digest_hex, key_from_seed, parse_digest, sha256,
 };
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -42,6 +44,8 @@ struct Chain {
     blobs: BTreeMap<String, Vec<u8>>,
     /// Refuse to admit this kind of action ("commit_result", "reveal_result").
     refuse: Option<&'static str>,
+    /// Draw a spot check by this verifier on every commit, as the ledger may.
+    spot_check: Option<Address>,
     /// Every transaction applied, as `kind job`.
     applied: Vec<String>,
     /// Finalized heights, for `GET /events/blocks`.
@@ -136,6 +140,17 @@ impl Chain {
                 j.commitment = Some(digest_hex(commitment));
                 j.committed_at = Height::new(h);
                 j.deadline = Height::new(h + COMMIT_TIMEOUT);
+                if let Some(verifier) = self.spot_check {
+                    j.checks.push(CheckView {
+                        verifier,
+                        dispute: false,
+                        deadline: Height::new(h + COMMIT_TIMEOUT),
+                        commitment: None,
+                        output_hash: None,
+                        agrees: None,
+                        missed: false,
+                    });
+                }
             }
             Action::RevealResult {
                 job,
@@ -151,6 +166,9 @@ impl Chain {
                 }
                 if j.committed_at.get() >= h {
                     return Err("reveal too early".into());
+                }
+                if j.awaiting_verifier() {
+                    return Err("awaiting_verifier".into());
                 }
                 if j.commitment != Some(digest_hex(&commitment(job, output_hash, salt))) {
                     return Err("commitment mismatch".into());
@@ -179,10 +197,57 @@ impl Chain {
                 j.units = *units;
                 j.revealed_at = Height::new(h);
             }
+            Action::CommitCheck { job, commitment } => {
+                let j = self.jobs.get_mut(job).ok_or("unknown job")?;
+                let c = j
+                    .checks
+                    .iter_mut()
+                    .find(|c| c.verifier == signer && c.pending())
+                    .ok_or("not a verifier")?;
+                if c.commitment.is_some() {
+                    return Err("check committed already".into());
+                }
+                c.commitment = Some(digest_hex(commitment));
+            }
+            Action::RevealCheck {
+                job,
+                output_hash,
+                salt,
+                agrees,
+            } => {
+                let j = self.jobs.get_mut(job).ok_or("unknown job")?;
+                if j.status != "revealed" {
+                    return Err("check_too_early".into());
+                }
+                let same = j.output_hash == Some(digest_hex(output_hash));
+                let c = j
+                    .checks
+                    .iter_mut()
+                    .find(|c| c.verifier == signer && c.pending())
+                    .ok_or("not a verifier")?;
+                if c.commitment
+                    != Some(digest_hex(&check_commitment(
+                        job,
+                        &signer,
+                        output_hash,
+                        salt,
+                    )))
+                {
+                    return Err("check commitment mismatch".into());
+                }
+                if same && !agrees {
+                    return Err("invalid verdict".into());
+                }
+                c.output_hash = Some(digest_hex(output_hash));
+                c.agrees = Some(*agrees);
+            }
             other => return Err(format!("the mock does not do {}", other.kind())),
         }
         let what = match &stx.tx.action {
-            Action::CommitResult { job, .. } | Action::RevealResult { job, .. } => {
+            Action::CommitResult { job, .. }
+            | Action::RevealResult { job, .. }
+            | Action::CommitCheck { job, .. }
+            | Action::RevealCheck { job, .. } => {
                 format!("{} {job}", stx.tx.action.kind())
             }
             a => a.kind().to_string(),
@@ -236,9 +301,60 @@ impl Chain {
             settle_at: Height::new(0),
             settlement: None,
             refund: None,
+            checks: Vec::new(),
+            disputed: false,
         };
         self.jobs.insert(id, view);
         id
+    }
+
+    /// A job of `provider`, committed, with a spot check by `verifier` due.
+    fn checked(
+        &mut self,
+        n: u8,
+        model: &[u8],
+        input: &[u8],
+        max_units: u32,
+        provider: Address,
+        verifier: Address,
+    ) -> JobId {
+        let id = self.assign(n, model, input, max_units, provider, true);
+        let h = self.height;
+        let job = self.jobs.get_mut(&id).unwrap();
+        job.status = "committed".into();
+        job.commitment = Some(digest_hex(&sha256(&[b"someone else's commitment"])));
+        job.committed_at = Height::new(h);
+        job.checks.push(CheckView {
+            verifier,
+            dispute: false,
+            deadline: Height::new(h + COMMIT_TIMEOUT),
+            commitment: None,
+            output_hash: None,
+            agrees: None,
+            missed: false,
+        });
+        id
+    }
+
+    /// The other provider of a checked job reveals `output` (stored on the node).
+    fn reveal_as_other(&mut self, id: &JobId, output: &[u8]) {
+        let hash = digest_hex(&sha256(&[output]));
+        self.blobs.insert(hash.clone(), output.to_vec());
+        let h = self.height;
+        let job = self.jobs.get_mut(id).unwrap();
+        job.status = "revealed".into();
+        job.output_hash = Some(hash);
+        job.output_size = output.len() as u32;
+        job.revealed_at = Height::new(h);
+        for c in job.checks.iter_mut().filter(|c| c.pending()) {
+            c.deadline = Height::new(h + COMMIT_TIMEOUT);
+        }
+    }
+
+    /// How many times `kind` was applied to `job`.
+    fn applied(&self, kind: &str, job: &JobId) -> usize {
+        let what = format!("{kind} {job}");
+        self.applied.iter().filter(|a| **a == what).count()
     }
 
     /// Settle every revealed job: it leaves the state.
@@ -394,7 +510,10 @@ async fn provider_jobs(State(mock): State<Mock>, Path(a): Path<String>) -> Json<
     let jobs: Vec<&JobView> = chain
         .jobs
         .values()
-        .filter(|j| j.provider == Some(address) && j.status != "missed")
+        .filter(|j| {
+            (j.provider == Some(address) || j.checks.iter().any(|c| c.verifier == address))
+                && j.status != "missed"
+        })
         .collect();
     Json(json!({"height": chain.height, "jobs": jobs}))
 }
@@ -484,6 +603,7 @@ fn config(node: &Node, key: &PrivateKey, data_dir: &std::path::Path) -> Provider
         data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         endpoint: None,
+        cheat_rate: 0.0,
     }
 }
 
@@ -818,4 +938,284 @@ async fn the_owner_streams_a_chat_job_before_it_is_committed() {
     assert_eq!(output["text"], "hel");
     stop.send(()).unwrap();
     task.await.unwrap().unwrap();
+}
+
+/// The output the fake embedder gives for `vectors`, as a provider would serve it.
+fn embed_output(vectors: Vec<Vec<f32>>) -> Vec<u8> {
+    payload::to_bytes(&EmbedOutput {
+        model: "embed".into(),
+        model_hash: digest_hex(&sha256(&[b"embed"])),
+        embeddings: vectors,
+    })
+}
+
+fn chat_output(text: &str) -> Vec<u8> {
+    payload::to_bytes(&payload::ChatOutput {
+        model: "chat".into(),
+        model_hash: digest_hex(&sha256(&[b"chat"])),
+        text: text.into(),
+        tokens: (0..text.chars().count() as u32).collect(),
+        finish_reason: "length".into(),
+        usage: payload::ChatUsage {
+            prompt_tokens: 5,
+            completion_tokens: text.chars().count() as u32,
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_other_providers_jobs_and_reveals_verdicts() {
+    let key = key_from_seed(15);
+    let me = Address::from(&key.public_key());
+    let other = Address::from_bytes([8; 32]);
+    let node = node(me, true).await;
+    let dir = TempDir::new("agent-verify");
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(Arc::new(AtomicUsize::new(0)), 0.0),
+    )
+    .await
+    .unwrap();
+    let chat_input =
+        br#"{"messages":[{"role":"user","content":"hello"}],"max_tokens":3}"#.as_slice();
+    // (job, what the other provider reveals, the verdict expected). The three embedding
+    // checks run in one call, in job order, and the fake embedder's first component is a
+    // text's index in its call: the honest vectors are [0, 2], [1, 2] and [2, 2].
+    let cases = {
+        let mut chain = node.mock.lock().unwrap();
+        let input = br#"{"texts":["a b"]}"#.as_slice();
+        vec![
+            (
+                chain.checked(20, b"embed", input, 100, other, me),
+                embed_output(vec![vec![0.0, 2.0]]),
+                true,
+            ),
+            (
+                chain.checked(21, b"embed", input, 100, other, me),
+                embed_output(vec![vec![1.00005, 2.0]]),
+                true,
+            ),
+            (
+                chain.checked(22, b"embed", input, 100, other, me),
+                embed_output(vec![vec![-2.0, -2.0]]),
+                false,
+            ),
+            (
+                chain.checked(23, b"chat", chat_input, 10, other, me),
+                chat_output("hel"),
+                true,
+            ),
+            (
+                chain.checked(24, b"chat", chat_input, 10, other, me),
+                chat_output("heL"),
+                false,
+            ),
+        ]
+    };
+    let (stop, task) = spawn(provider);
+    until("every check committed", || {
+        let chain = node.mock.lock().unwrap();
+        cases
+            .iter()
+            .all(|(id, _, _)| chain.jobs[id].checks[0].commitment.is_some())
+    })
+    .await;
+    for (id, _, _) in &cases {
+        assert!(dir.0.join("checks").join(format!("{id}.json")).exists());
+        assert!(!dir.0.join("jobs").join(format!("{id}.json")).exists());
+    }
+    // Nothing is revealed before the provider reveals (the ledger would refuse it).
+    tokio::time::sleep(BLOCK * 5).await;
+    {
+        let mut chain = node.mock.lock().unwrap();
+        assert!(
+            cases
+                .iter()
+                .all(|(id, _, _)| chain.applied("reveal_check", id) == 0)
+        );
+        for (id, output, _) in &cases {
+            chain.reveal_as_other(id, output);
+        }
+    }
+    until("every verdict revealed", || {
+        let chain = node.mock.lock().unwrap();
+        cases
+            .iter()
+            .all(|(id, _, _)| chain.jobs[id].checks[0].agrees.is_some())
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let chain = node.mock.lock().unwrap();
+    for (id, _, expected) in &cases {
+        let check = &chain.jobs[id].checks[0];
+        assert_eq!(check.agrees, Some(*expected), "job {id}");
+        assert_eq!(chain.applied("commit_check", id), 1);
+        assert_eq!(chain.applied("reveal_check", id), 1);
+        // The re-run's output is on the node for a dispute to inspect.
+        assert!(
+            chain
+                .blobs
+                .contains_key(check.output_hash.as_ref().unwrap())
+        );
+    }
+    assert!(
+        chain.statuses.values().all(|s| s["success"] != false),
+        "no failed tx"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_verifier_commits_its_recorded_check_and_never_another() {
+    let key = key_from_seed(16);
+    let me = Address::from(&key.public_key());
+    let other = Address::from_bytes([8; 32]);
+    let node = node(me, false).await;
+    let dir = TempDir::new("agent-verify-restart");
+    let first_calls = Arc::new(AtomicUsize::new(0));
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(first_calls.clone(), 0.0),
+    )
+    .await
+    .unwrap();
+    let job = {
+        let mut chain = node.mock.lock().unwrap();
+        chain.refuse = Some("commit_check");
+        chain.checked(30, b"embed", br#"{"texts":["a b"]}"#, 100, other, me)
+    };
+    let (stop, task) = spawn(provider);
+    let record_file = dir.0.join("checks").join(format!("{job}.json"));
+    until("the check recorded", || record_file.exists()).await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let record: crate::store::CheckRecord =
+        serde_json::from_slice(&std::fs::read(&record_file).unwrap()).unwrap();
+    assert_eq!(first_calls.load(Ordering::SeqCst), 1);
+
+    // Restarted with a model that would answer differently: no re-run, the recorded
+    // commitment goes in.
+    node.mock.lock().unwrap().refuse = None;
+    let second_calls = Arc::new(AtomicUsize::new(0));
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(second_calls.clone(), 0.5),
+    )
+    .await
+    .unwrap();
+    let (stop, task) = spawn(provider);
+    until("the check committed", || {
+        node.mock.lock().unwrap().jobs[&job].checks[0]
+            .commitment
+            .is_some()
+    })
+    .await;
+    node.mock
+        .lock()
+        .unwrap()
+        .reveal_as_other(&job, &embed_output(vec![vec![0.0, 2.0]]));
+    until("the verdict revealed", || {
+        node.mock.lock().unwrap().jobs[&job].checks[0].agrees == Some(true)
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(second_calls.load(Ordering::SeqCst), 0);
+    let chain = node.mock.lock().unwrap();
+    let check = &chain.jobs[&job].checks[0];
+    assert_eq!(
+        check.commitment,
+        Some(digest_hex(&check_commitment(
+            &job,
+            &me,
+            &record.output_hash,
+            &record.salt
+        )))
+    );
+    assert_eq!(check.output_hash, Some(digest_hex(&record.output_hash)));
+    assert_eq!(chain.applied("commit_check", &job), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spot_checked_job_is_revealed_once_its_verifier_commits() {
+    let key = key_from_seed(17);
+    let me = Address::from(&key.public_key());
+    let verifier = Address::from_bytes([8; 32]);
+    let node = node(me, true).await;
+    let dir = TempDir::new("agent-awaiting");
+    let provider = Provider::start_with_models(
+        config(&node, &key, &dir.0),
+        fakes::models(Arc::new(AtomicUsize::new(0)), 0.0),
+    )
+    .await
+    .unwrap();
+    let job = {
+        let mut chain = node.mock.lock().unwrap();
+        chain.spot_check = Some(verifier);
+        chain.assign(40, b"embed", br#"{"texts":["a b"]}"#, 100, me, true)
+    };
+    let (stop, task) = spawn(provider);
+    until("committed", || {
+        node.mock.lock().unwrap().jobs[&job].status == "committed"
+    })
+    .await;
+    tokio::time::sleep(BLOCK * 10).await;
+    {
+        let mut chain = node.mock.lock().unwrap();
+        // No reveal while the verifier has not committed: none sent, none failed.
+        assert_eq!(chain.jobs[&job].status, "committed");
+        assert!(
+            chain.statuses.values().all(|s| s["success"] != false),
+            "no failed tx"
+        );
+        assert_eq!(chain.mempool.len(), 0);
+        chain.jobs.get_mut(&job).unwrap().checks[0].commitment =
+            Some(digest_hex(&sha256(&[b"verifier"])));
+    }
+    until("revealed", || {
+        node.mock.lock().unwrap().jobs[&job].status == "revealed"
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    assert_eq!(node.mock.lock().unwrap().applied("reveal_result", &job), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cheating_provider_corrupts_its_own_outputs() {
+    let key = key_from_seed(18);
+    let me = Address::from(&key.public_key());
+    let node = node(me, true).await;
+    let dir = TempDir::new("agent-cheat");
+    let mut cfg = config(&node, &key, &dir.0);
+    cfg.cheat_rate = 1.5;
+    assert!(matches!(
+        Provider::start_with_models(
+            cfg.clone(),
+            fakes::models(Arc::new(AtomicUsize::new(0)), 0.0)
+        )
+        .await,
+        Err(crate::Error::CheatRate(_))
+    ));
+    cfg.cheat_rate = 1.0;
+    let provider =
+        Provider::start_with_models(cfg, fakes::models(Arc::new(AtomicUsize::new(0)), 0.0))
+            .await
+            .unwrap();
+    let job =
+        node.mock
+            .lock()
+            .unwrap()
+            .assign(50, b"embed", br#"{"texts":["a b"]}"#, 100, me, true);
+    let (stop, task) = spawn(provider);
+    until("revealed", || {
+        node.mock.lock().unwrap().jobs[&job].status == "revealed"
+    })
+    .await;
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let chain = node.mock.lock().unwrap();
+    let output = &chain.blobs[chain.jobs[&job].output_hash.as_ref().unwrap()];
+    // The honest vector is [0, 2].
+    assert_eq!(output, &embed_output(vec![vec![1.0, -2.0]]));
 }
