@@ -201,7 +201,8 @@
 //!   provider earned (`price - fee`) from the treasury, or what the treasury holds if less.
 //! - **Dispute.** When a verifier disagrees, up to `dispute_verifiers` more verifiers are drawn
 //!   (never the provider or a verifier already on the job) and commit and reveal the same way.
-//!   The provider is wrong when more of them disagree than agree (a tie keeps the result).
+//!   The provider is wrong when more than half of the quorum as drawn disagrees, right when
+//!   more than half agrees; otherwise (missing votes, a tie) the dispute is undecided.
 //!   Every party on the losing side (the provider, or each verifier whose verdict lost, spot
 //!   check included) loses `min(fraud_slash, stake)` of stake and its reputation falls to
 //!   [`MIN_REPUTATION`]; `slash_reward_bps` of the total slashed is shared equally by the

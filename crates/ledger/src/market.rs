@@ -1298,7 +1298,8 @@ impl State {
     }
 
     /// Decide a dispute whose votes are all in (the job has left `jobs`). The provider is
-    /// wrong when more quorum verifiers disagree with it than agree; the losing side is
+    /// wrong when more than half the quorum as drawn disagrees with it, right when more than
+    /// half agrees, and otherwise the dispute is undecided; the losing side is
     /// slashed `fraud_slash` each, `slash_reward_bps` of the total is shared by the winning
     /// side and the rest is burned. With no vote at all the dispute is undecided: nobody is
     /// slashed or paid and the owner gets its escrow back.
@@ -1333,8 +1334,30 @@ impl State {
                 "a verifier disputed the result and no quorum could decide",
             );
         }
+        // A verdict needs a majority of the quorum as drawn, not only of those who voted:
+        // otherwise one vote, with the rest missing, could decide alone.
+        let drawn = job.checks.iter().filter(|c| c.dispute).count();
         let against = votes.iter().filter(|(_, agrees)| !agrees).count();
-        let provider_wrong = against > votes.len() - against;
+        let agree = votes.len() - against;
+        if 2 * against <= drawn && 2 * agree <= drawn {
+            if let Some(p) = self.market.providers.get_mut(&provider) {
+                p.unsettled_jobs -= 1;
+            }
+            events.push(Event::DisputeResolved {
+                job: job.id,
+                outcome: "undecided".into(),
+                slashed: Amount::ZERO,
+                rewarded: Amount::ZERO,
+                burned: Amount::ZERO,
+            });
+            return self.refund(
+                undo,
+                events,
+                job,
+                "a verifier disputed the result and no majority of the quorum decided",
+            );
+        }
+        let provider_wrong = 2 * against > drawn;
         // Every verdict (spot check and quorum) on the losing side is slashed.
         let verdicts = job
             .checks

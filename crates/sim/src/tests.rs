@@ -187,3 +187,20 @@ fn default_run_time() {
         r.providers[0]
     );
 }
+
+#[test]
+fn a_lone_lazy_vote_never_convicts_an_honest_provider() {
+    // Seed 21 once drew a guesser as spot check and a quorum of {copier, guesser, copier}:
+    // the copiers cannot vote, and the guesser's one vote slashed an honest provider. A
+    // verdict now needs a majority of the quorum as drawn.
+    let r = run(&Config {
+        seed: 21,
+        providers: 9,
+        cheaters: 0,
+        lazy: 4,
+        jobs: 3000,
+        ..Config::default()
+    });
+    assert_sound(&r);
+    assert_eq!(r.honest_slashed, 0);
+}
