@@ -1,7 +1,9 @@
 //! End to end: `plexus testnet init --validators 4`, four `plexus node run` processes on
 //! loopback; one is killed with SIGKILL and the other three keep finalizing; restarted, it
 //! catches up from its peers and every validator reports the same state root at the same
-//! height; garbage sent to every p2p port changes nothing.
+//! height; a process holding validator 3's key on another genesis (chain id) is refused by
+//! the others' handshakes and finalizes nothing; garbage sent to every p2p port changes
+//! nothing.
 //!
 //! Early runs failed in about one of three (the restarted validator stayed behind for over
 //! 90 s) while the test's ports came from the kernel's ephemeral range: the killed
@@ -68,6 +70,37 @@ fn height(rpc: &str) -> u64 {
 fn root_at(rpc: &str, h: u64) -> String {
     let s = cli_json(&["status", "--rpc", rpc, "--json", "--height", &h.to_string()]);
     s["state_root"].as_str().unwrap().to_string()
+}
+
+/// Configs for validator 3's key on a genesis with another chain id: one with its own data
+/// directory, one pointing at the real validator's.
+fn impostor(dir: &std::path::Path, config: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let root = dir.join("impostor");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut genesis: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("genesis.json")).unwrap()).unwrap();
+    genesis["chain_id"] = "plexus-impostor".into();
+    std::fs::write(root.join("genesis.json"), genesis.to_string()).unwrap();
+    let text = std::fs::read_to_string(config)
+        .unwrap()
+        .replace(
+            "genesis_file = \"../genesis.json\"",
+            "genesis_file = \"genesis.json\"",
+        )
+        .replace(
+            "key_file = \"validator.key\"",
+            "key_file = \"../validator-3/validator.key\"",
+        );
+    assert!(text.contains("genesis_file = \"genesis.json\""), "{text}");
+    let own = root.join("config.toml");
+    std::fs::write(&own, &text).unwrap();
+    let theirs = root.join("wrong-genesis.toml");
+    std::fs::write(
+        &theirs,
+        text.replace("data_dir = \"data\"", "data_dir = \"../validator-3/data\""),
+    )
+    .unwrap();
+    (own, theirs)
 }
 
 #[test]
@@ -147,6 +180,32 @@ fn four_validator_processes_survive_kill_9_and_agree() {
         "--json",
     ]);
     assert_eq!(sent["success"], true, "{sent}");
+
+    // Validator 3's key and address, but a genesis with another chain id (its own data
+    // directory): every handshake commits to the genesis, so the others refuse it. It
+    // finalizes nothing and the three carry on undisturbed.
+    let (impostor_config, wrong_data) = impostor(&dir, &configs[3]);
+    let mut other = Validator::start(impostor_config.to_str().unwrap());
+    let other_rpc = rpcs[3].clone();
+    wait_for("the impostor's RPC", Duration::from_secs(30), || {
+        try_status(&other_rpc).is_some()
+    });
+    let before = height(&rpcs[0]);
+    wait_for(
+        "the three to keep finalizing beside the impostor",
+        Duration::from_secs(60),
+        || height(&rpcs[0]) >= before + 10,
+    );
+    let status = try_status(&other_rpc).unwrap();
+    assert_eq!(status["finalized_height"], 0, "{status}");
+    assert_ne!(status["genesis"], try_status(&rpcs[0]).unwrap()["genesis"]);
+    assert!(other.0.try_wait().unwrap().is_none(), "the impostor exited");
+    drop(other);
+    // Pointed at the real validator's data directory, the other genesis is refused before
+    // anything is touched, with both digests named.
+    let (code, _, err) = cli(&["node", "run", "--config", wrong_data.to_str().unwrap()]);
+    assert_ne!(code, 0);
+    assert!(err.contains("holds the chain of genesis"), "{err}");
 
     // Restarted, it catches up and agrees.
     validators[3] = Some(Validator::start(&configs[3]));

@@ -20,8 +20,20 @@ use plexus_types::{PrivateKey, PublicKey};
 use rand_core::CryptoRng;
 use std::time::Duration;
 
-/// Namespace of consensus votes (domain separation from transactions and p2p).
+/// Namespace of consensus votes (domain separation from transactions and p2p). The engine
+/// signs under [`chain_namespace`]`(CONSENSUS_NAMESPACE, genesis)`, so a vote from one chain
+/// never verifies on another, even where the same validator keys serve both.
 pub const CONSENSUS_NAMESPACE: &[u8] = b"_PLEXUS_CONSENSUS_V1";
+
+/// `base` followed by the genesis digest: the namespace of everything a validator signs for
+/// one chain (consensus votes, p2p handshakes). Two chains that differ in any byte of their
+/// genesis (chain id, params, accounts, models) share no valid signature.
+pub fn chain_namespace(base: &[u8], genesis: &plexus_types::Digest) -> Vec<u8> {
+    let mut namespace = Vec::with_capacity(base.len() + 32);
+    namespace.extend_from_slice(base);
+    namespace.extend_from_slice(genesis.as_ref());
+    namespace
+}
 
 /// The p2p channels one validator needs: (sender, receiver) pairs.
 pub struct Channels<S, R> {
@@ -98,7 +110,8 @@ where
     let app_handle = actor.start(channels.blocks, channels.requests);
 
     let me = key.public_key();
-    let scheme = Scheme::signer(CONSENSUS_NAMESPACE, validators, key)
+    let namespace = chain_namespace(CONSENSUS_NAMESPACE, &genesis);
+    let scheme = Scheme::signer(&namespace, validators, key)
         .unwrap_or_else(|| panic!("{me} is not in the validator set"));
     let engine = Engine::new(
         context.child("consensus"),
@@ -133,4 +146,39 @@ where
     );
     let engine_handle = engine.start(channels.votes, channels.certificates, channels.resolver);
     (mailbox, app_handle, engine_handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commonware_consensus::{
+        simplex::types::{Notarize, Proposal},
+        types::{Round, View},
+    };
+    use plexus_types::{key_from_seed, sha256};
+
+    #[test]
+    fn a_vote_for_one_genesis_does_not_verify_under_another() {
+        let keys: Vec<PrivateKey> = (0..4).map(|i| key_from_seed(700 + i)).collect();
+        let validators = Set::from_iter_dedup(keys.iter().map(|k| k.public_key()));
+        let (ours, theirs) = (sha256(&[b"genesis a"]), sha256(&[b"genesis b"]));
+        let scheme = |genesis, key: &PrivateKey| {
+            Scheme::signer(
+                &chain_namespace(CONSENSUS_NAMESPACE, genesis),
+                validators.clone(),
+                key.clone(),
+            )
+            .unwrap()
+        };
+        let proposal = Proposal::new(
+            Round::new(Epoch::zero(), View::new(1)),
+            View::new(0),
+            sha256(&[b"block"]),
+        );
+        let vote = Notarize::sign(&scheme(&theirs, &keys[0]), proposal).unwrap();
+        let mut rng = commonware_utils::test_rng();
+        // The same key, the same proposal: valid on its own chain, invalid on ours.
+        assert!(vote.verify(&mut rng, &scheme(&theirs, &keys[1]), &Sequential));
+        assert!(!vote.verify(&mut rng, &scheme(&ours, &keys[1]), &Sequential));
+    }
 }

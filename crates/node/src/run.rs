@@ -4,7 +4,7 @@ use crate::app::{
     BLOCKS_CHANNEL, CERTIFICATES_CHANNEL, REQUESTS_CHANNEL, RESOLVER_CHANNEL, TXS_CHANNEL,
     VOTES_CHANNEL,
 };
-use crate::engine::{Channels, Timing, start_validator};
+use crate::engine::{Channels, Timing, chain_namespace, start_validator};
 use crate::rpc::{self, RpcState};
 use crate::shared::{NodeState, Shared};
 use crate::{Error, Result};
@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::info;
 
-/// p2p namespace (domain separation of handshakes).
+/// p2p namespace (domain separation of handshakes). Handshakes commit to
+/// [`chain_namespace`]`(P2P_NAMESPACE, genesis)`, so a peer holding a listed validator key
+/// but another genesis (another chain id, another document) fails the handshake.
 pub const P2P_NAMESPACE: &[u8] = b"_PLEXUS_P2P_V1";
 
 /// One validator's view of its peers.
@@ -97,6 +99,39 @@ pub fn load_genesis(path: &Path) -> Result<Genesis> {
         .map_err(|e| Error::Config(format!("genesis {}: {e}", path.display())))
 }
 
+/// The file in a data directory naming the genesis its chain was built from.
+pub const GENESIS_MARKER: &str = "genesis.digest";
+
+/// Bind a data directory to one genesis: the first start writes the genesis digest into it,
+/// later starts refuse a different genesis instead of replaying one chain's blocks on
+/// another's state.
+pub fn claim_data_dir(data_dir: &Path, genesis: &Genesis) -> Result<()> {
+    let digest = plexus_types::digest_hex(&genesis.digest());
+    let marker = data_dir.join(GENESIS_MARKER);
+    match std::fs::read_to_string(&marker) {
+        Ok(found) if found.trim() == digest => Ok(()),
+        Ok(found) => Err(Error::Config(format!(
+            "data directory {} holds the chain of genesis {}, but this config's genesis (chain \
+             id {:?}) is {digest}; point data_dir at a fresh directory or use the genesis it \
+             was created with",
+            data_dir.display(),
+            found.trim(),
+            genesis.chain_id,
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let tmp = data_dir.join(format!("{GENESIS_MARKER}.tmp"));
+            std::fs::write(&tmp, format!("{digest}\n"))
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &marker))
+                .map_err(|e| Error::Config(format!("cannot write {}: {e}", marker.display())))
+        }
+        Err(e) => Err(Error::Config(format!(
+            "cannot read {}: {e}",
+            marker.display()
+        ))),
+    }
+}
+
 fn parse_public_key(hex_key: &str) -> Result<PublicKey> {
     hex_key
         .parse::<plexus_types::Address>()
@@ -133,6 +168,7 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
     }
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Config(format!("cannot create {}: {e}", config.data_dir.display())))?;
+    claim_data_dir(&config.data_dir, &genesis)?;
     let rpc_listener = std::net::TcpListener::bind(config.rpc_listen).map_err(|e| {
         Error::Config(format!(
             "cannot listen for RPC on {}: {e}",
@@ -180,7 +216,7 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
         ]);
         let p2p = lookup::Config::local(
             handshake,
-            P2P_NAMESPACE,
+            &chain_namespace(P2P_NAMESPACE, &genesis_digest),
             config.p2p_listen,
             NZUsize!(n.max(1)),
             max_message,
@@ -234,4 +270,39 @@ pub fn run(config: NodeConfig, on_ready: Option<OnReady>) -> Result<()> {
         let _ = engine.await;
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plexus_ledger::Params;
+    use plexus_types::Amount;
+
+    fn genesis(chain_id: &str) -> Genesis {
+        Genesis {
+            chain_id: chain_id.into(),
+            params: Params::new(Amount::new(1), 5),
+            accounts: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_data_dir_belongs_to_the_genesis_that_created_it() {
+        let dir = std::env::temp_dir().join(format!("plexus-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        claim_data_dir(&dir, &genesis("plexus-a")).unwrap();
+        claim_data_dir(&dir, &genesis("plexus-a")).unwrap();
+        let err = claim_data_dir(&dir, &genesis("plexus-b"))
+            .unwrap_err()
+            .to_string();
+        let a = plexus_types::digest_hex(&genesis("plexus-a").digest());
+        let b = plexus_types::digest_hex(&genesis("plexus-b").digest());
+        assert!(err.contains(&a) && err.contains(&b), "{err}");
+        assert!(err.contains("\"plexus-b\""), "{err}");
+        // The refusal changed nothing.
+        claim_data_dir(&dir, &genesis("plexus-a")).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

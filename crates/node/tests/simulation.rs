@@ -115,15 +115,18 @@ impl Cluster {
         let key = self.keys[i].clone();
         let control = self.oracle.control(key.public_key());
         let validators = self.validators.clone();
+        // It signs for this chain: its votes verify, they just conflict.
+        let namespace = plexus_node::engine::chain_namespace(
+            plexus_node::engine::CONSENSUS_NAMESPACE,
+            &self.genesis.digest(),
+        );
         context
             .child("byzantine")
             .with_attribute("index", i)
             .spawn(move |context| async move {
                 let quota = Quota::per_second(NZU32!(10_000));
                 let votes = control.register(VOTES_CHANNEL, quota).await.unwrap();
-                let scheme =
-                    Scheme::signer(plexus_node::engine::CONSENSUS_NAMESPACE, validators, key)
-                        .unwrap();
+                let scheme = Scheme::signer(&namespace, validators, key).unwrap();
                 let conflicter = Conflicter::<_, _, commonware_cryptography::Sha256>::new(
                     context.child("conflicter"),
                     Config { scheme },
@@ -139,9 +142,21 @@ impl Cluster {
         i: usize,
         incarnation: u32,
     ) -> (Shared, Handle<()>) {
+        self.start_on(context, i, incarnation, &self.genesis, format!("v{i}"))
+    }
+
+    /// Start validator `i` on `genesis`, keeping its storage under `partition`.
+    fn start_on(
+        &self,
+        context: &deterministic::Context,
+        i: usize,
+        incarnation: u32,
+        genesis: &Genesis,
+        partition: String,
+    ) -> (Shared, Handle<()>) {
         let key = self.keys[i].clone();
-        let ledger = State::from_genesis(&self.genesis).unwrap();
-        let shared = Shared::new(NodeState::new(ledger, self.genesis.digest(), 10_000));
+        let ledger = State::from_genesis(genesis).unwrap();
+        let shared = Shared::new(NodeState::new(ledger, genesis.digest(), 10_000));
         let control = self.oracle.control(key.public_key());
         let validators = self.validators.clone();
         let node_shared = shared.clone();
@@ -166,7 +181,7 @@ impl Cluster {
                     node_shared,
                     Timing::for_block_time(Duration::from_millis(100)),
                     1_000,
-                    format!("v{i}"),
+                    partition,
                     control.clone(),
                     channels,
                 )
@@ -490,6 +505,54 @@ fn an_equivocating_validator_cannot_break_agreement_with(seed: u64) {
             3,
             "every honest validator blocks the equivocator: {blocked:?}"
         );
+    });
+}
+
+#[test]
+fn a_validator_on_another_genesis_counts_for_nothing() {
+    let runner = deterministic::Runner::new(
+        deterministic::Config::new()
+            .with_seed(51)
+            .with_timeout(Some(Duration::from_secs(600))),
+    );
+    runner.start(|context| async move {
+        let cluster = Cluster::new(&context, good_link()).await;
+        let honest: Vec<(Shared, Handle<()>)> =
+            (0..3).map(|i| cluster.start(&context, i, 0)).collect();
+        let shared: Vec<&Shared> = honest.iter().map(|(s, _)| s).collect();
+        // Validator 3's key, but a genesis with another chain id: everything it signs is
+        // under another namespace, so its votes and proposals never count here, and ours
+        // never count there.
+        let mut other = cluster.genesis.clone();
+        other.chain_id = "plexus-other".into();
+        let (impostor, _impostor) = cluster.start_on(&context, 3, 0, &other, "v3-other".into());
+        let alice = key_from_seed(0);
+        let carol = Address::from(&key_from_seed(2).public_key());
+        for nonce in 0..4 {
+            let tx = transfer(&alice, nonce, carol, 5);
+            for node in &shared {
+                node.lock().submit(tx.clone()).unwrap();
+            }
+        }
+        wait_for(&context, &shared, 15).await;
+        assert_eq!(
+            height(&impostor),
+            0,
+            "a validator on another chain finalized a block with this one"
+        );
+        let upto = shared.iter().map(|s| height(s)).min().unwrap();
+        check_agreement(&shared, upto);
+
+        assert_eq!(
+            impostor.lock().ledger.account(&carol).balance,
+            Amount::new(1_000_000)
+        );
+        for node in &shared {
+            assert_eq!(
+                node.lock().ledger.account(&carol).balance,
+                Amount::new(1_000_000 + 20)
+            );
+        }
     });
 }
 
