@@ -19,7 +19,7 @@ pub enum ReceiptCommand {
     ///   verified  (0) settled, signature valid, output bytes match the signed hash
     ///   settled   (0) settled, signature valid, output not checked (--no-output, or unavailable)
     ///   pending   (2) not revealed yet, or revealed and waiting for its challenge window
-    ///   disputed  (1) the chain reports the job under dispute
+    ///   disputed  (1) revealed, but a verifier disagreed: a quorum is re-running the job
     ///   refunded  (1) no work was paid for: the escrow went back to the job's owner
     ///   invalid   (1) a check failed: each problem is listed
     /// An unknown job, a bad id or an unreachable node is an error (exit 1).

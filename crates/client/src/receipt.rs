@@ -10,7 +10,8 @@
 //!   checked (not asked for, or unavailable).
 //! - `verified`: settled, the signature is valid, and the output bytes hash to the signed
 //!   output hash and have the signed size.
-//! - `disputed`: the chain reports the job under dispute.
+//! - `disputed`: revealed, and a verifier disagreed with the result: a quorum is re-running
+//!   it (the node reports the job `revealed` with `disputed: true`).
 //! - `refunded`: no work was paid for; the escrow went back to the job's owner.
 //! - `invalid`: a check failed (each failure is listed in `problems`).
 //!
@@ -225,7 +226,7 @@ impl ReceiptReport {
 
 /// Statuses in which the provider has revealed, so a signed receipt exists.
 fn has_receipt(status: &str) -> bool {
-    matches!(status, "revealed" | "settled" | "disputed")
+    matches!(status, "revealed" | "settled")
 }
 
 /// The receipt the provider signed, rebuilt from the node's record of the job.
@@ -308,6 +309,14 @@ fn classify(job: &JobView, output: &OutputCheck, problems: &[String]) -> (Receip
                  the reveal."
             ),
         ),
+        "revealed" if job.disputed => (
+            ReceiptStatus::Disputed,
+            format!(
+                "Disputed: a verifier disagreed with the result {provider} revealed and a \
+                 quorum of verifiers is re-running it; do not rely on it until the dispute is \
+                 decided (a wrong result is refunded in full)."
+            ),
+        ),
         "revealed" => (
             ReceiptStatus::Pending,
             format!(
@@ -347,12 +356,6 @@ fn classify(job: &JobView, output: &OutputCheck, problems: &[String]) -> (Receip
                 ),
             }
         }
-        "disputed" => (
-            ReceiptStatus::Disputed,
-            "Disputed: the chain is judging a challenge to this job's result; do not rely on \
-             it until the dispute is resolved."
-                .into(),
-        ),
         "refunded" => (
             ReceiptStatus::Refunded,
             match &job.refund {
@@ -610,10 +613,13 @@ mod tests {
                 "hashes to the signed output hash",
             ),
             (
-                view("disputed"),
+                JobView {
+                    disputed: true,
+                    ..view("revealed")
+                },
                 fetched(OUTPUT),
                 ReceiptStatus::Disputed,
-                "challenge",
+                "a quorum of verifiers is re-running it",
             ),
             (
                 view("refunded"),
