@@ -422,6 +422,10 @@ async fn run_providers(dir: &Path, rpc: SocketAddr, count: usize) -> Result<()> 
             p.endpoint
         );
     }
+    eprintln!(
+        "devnet: providers' inference on {} thread(s) (--inference-threads)",
+        plexus_inference::num_threads()
+    );
     // Joined in place, not spawned: one task drives both providers.
     let runs = started
         .into_iter()
@@ -481,6 +485,35 @@ async fn run_gateway(dir: &Path, rpc: SocketAddr, port: u16) -> Result<()> {
     );
     gateway.run(std::future::pending()).await?;
     Ok(())
+}
+
+/// Give the in-process providers' inference `threads` threads, or all cores but one (the
+/// validator's), unless `$RAYON_NUM_THREADS` already says. candle reads its thread count once,
+/// from that variable, so when it differs this process replaces itself (`exec`, same pid, so
+/// a supervisor's signals still reach it) with the variable set. Returns only when the count
+/// is already in effect.
+pub fn pin_inference_threads(threads: Option<u16>) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let current = std::env::var("RAYON_NUM_THREADS").ok();
+    let want = match (threads, &current) {
+        (Some(n), _) => n.to_string(),
+        (None, Some(_)) => return Ok(()),
+        (None, None) => std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1).max(1))
+            .to_string(),
+    };
+    if current.as_deref() == Some(want.as_str()) {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("RAYON_NUM_THREADS", &want)
+        .env("CANDLE_NUM_THREADS", &want)
+        .exec();
+    Err(anyhow::Error::new(err).context(format!(
+        "re-running the devnet with RAYON_NUM_THREADS={want}"
+    )))
 }
 
 #[cfg(test)]

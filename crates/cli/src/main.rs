@@ -111,6 +111,12 @@ enum Command {
         /// job, 0 none). For tests; an existing devnet keeps the rate it was created with.
         #[arg(long, value_parser = clap::value_parser!(u64).range(0..=10_000))]
         verify_bps: Option<u64>,
+        /// Threads the in-process providers' inference uses [default: $RAYON_NUM_THREADS if
+        /// set, else all cores but one, at least 1]. The validator shares this machine: one
+        /// core left to consensus, RPC and I/O keeps the embedding threads from being
+        /// preempted (measured on 2 cores in BENCHMARKS.md).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        inference_threads: Option<u16>,
     },
     /// Create the files of an N-validator network (genesis, keys, one config per validator).
     Testnet {
@@ -354,6 +360,17 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Devnet {
+        providers,
+        inference_threads,
+        ..
+    } = &cli.command
+        && *providers > 0
+        && let Err(e) = devnet::pin_inference_threads(*inference_threads)
+    {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -371,6 +388,7 @@ fn run(cli: Cli) -> Result<()> {
             validators,
             gateway_port,
             verify_bps,
+            inference_threads: _,
         } if validators > 1 => run_multi_devnet(
             testnet::InitArgs {
                 validators,
@@ -394,6 +412,7 @@ fn run(cli: Cli) -> Result<()> {
             validators: _,
             gateway_port,
             verify_bps,
+            inference_threads: _,
         } => run_devnet(devnet::DevnetOptions {
             dir,
             rpc_port,
