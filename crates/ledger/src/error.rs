@@ -57,6 +57,10 @@ pub enum TxError {
         "a registered provider must keep at least {min} staked; deregister before unbonding below it"
     )]
     ProviderStakeLocked { min: Amount },
+    #[error(
+        "the stake backs {jobs} open job(s) as provider or verifier: at least {min} (their largest fraud slash) must stay bonded until they settle"
+    )]
+    StakeBacksJobs { min: Amount, jobs: u32 },
     #[error("invalid job: {0}")]
     InvalidJob(String),
     #[error("payload of {size} bytes is larger than the limit of {max}")]
@@ -127,6 +131,7 @@ impl TxError {
             TxError::InvalidProvider(_) => "invalid_provider",
             TxError::ProviderBusy { .. } => "provider_busy",
             TxError::ProviderStakeLocked { .. } => "provider_stake_locked",
+            TxError::StakeBacksJobs { .. } => "stake_backs_jobs",
             TxError::InvalidJob(_) => "invalid_job",
             TxError::PayloadTooLarge { .. } => "payload_too_large",
             TxError::MaxPriceBelowBase { .. } => "max_price_below_base",

@@ -113,7 +113,10 @@
 //! (where it serves outputs). **`PauseProvider { paused }`** stops or resumes new assignments.
 //! **`Deregister`** removes the record; it needs no job in flight or awaiting settlement
 //! (`provider_busy`). While registered, **`Unbond`** may not take the stake below
-//! `min_provider_stake` (`provider_stake_locked`): the stake is what penalties come from.
+//! `min_provider_stake` (`provider_stake_locked`): the stake is what penalties come from. Nor
+//! may it, registered or not, go below the largest fraud slash ([`job_fraud_slash`]) of an
+//! open job the signer provides or verifies (`stake_backs_jobs`), so a stake that secured a
+//! job cannot leave before the job does.
 //! Reputation is in basis points, starts at [`MAX_REPUTATION`], halves (not below
 //! [`MIN_REPUTATION`]) on each missed deadline and regains [`REPUTATION_GAIN`] per settled job.
 //!
@@ -204,7 +207,10 @@
 //!   The provider is wrong when more than half of the quorum as drawn disagrees, right when
 //!   more than half agrees; otherwise (missing votes, a tie) the dispute is undecided.
 //!   Every party on the losing side (the provider, or each verifier whose verdict lost, spot
-//!   check included) loses `min(fraud_slash, stake)` of stake and its reputation falls to
+//!   check included) loses `min(S_job, stake)` of stake, where the job's fraud slash
+//!   [`job_fraud_slash`] is `S_job = max(fraud_slash, ceil(m * escrow * 10000 / verify_bps))`
+//!   (`escrow` = the most the job can pay, `m` = [`FRAUD_SLASH_MARGIN`] = 2), and its
+//!   reputation falls to
 //!   [`MIN_REPUTATION`]; `slash_reward_bps` of the total slashed is shared equally by the
 //!   winning side and the rest (with the division's remainder) is **burned**: the supply falls
 //!   by it. A wrong result's escrow goes back to its owner in full and the verifiers who were
@@ -218,7 +224,7 @@
 //! ### Why cheating does not pay
 //!
 //! Let `P` be a job's price, `c <= P` the compute a provider saves by returning a wrong result
-//! instead of doing the work, `p = verify_bps / 10000` and `S = min(fraud_slash, stake)`. With
+//! instead of doing the work, `p = verify_bps / 10000` and `S = min(S_job, stake)`. With
 //! an honest majority among the drawn verifiers (by stake), a checked wrong chat result is
 //! caught with certainty, so one cheated job changes the cheater's wealth by `+c` unchecked
 //! and by `c - (P - fee) - S` checked. Its expected value is negative when
@@ -227,10 +233,19 @@
 //! p * (P - fee + S) > c,    for which  p * S >= P  suffices.
 //! ```
 //!
-//! With the defaults (`p = 10%`, `fraud_slash = 1,000,000` = the default minimum provider
-//! stake), cheating on any job priced below 100,000 is a loss on expectation, whatever
-//! fraction of jobs is cheated on; one proven fraud costs the whole minimum bond and drops the
-//! provider's reputation to 1%, so its later assignments all but stop. What is left is
+//! The chain makes `p * S >= 2P` hold for every job: `S_job >= m * escrow / p >= 2P / p`, and
+//! a provider is **assigned a job, or drawn to verify it, only if its stake covers `S_job`**
+//! (and the minimum provider stake), and cannot unbond below it while the job is open, so
+//! `S = S_job` unless penalties on other jobs have taken the stake meanwhile. For escrows up to `p * fraud_slash / m` (50,000 with the defaults, `p = 10%`
+//! and `fraud_slash = 1,000,000` = the default minimum provider stake) the slash is the flat
+//! `fraud_slash`; above it grows with the job, so a rising price never makes cheating pay (a
+//! flat slash did: `plexus sim --jobs-per-block 8` drives prices past it, BENCHMARKS.md). The
+//! margin `m = 2` is for variance: at `m = 1` cheating is close to break-even on expectation
+//! and a cheater whose first checks miss it by luck ends ahead (6 of 20 seeds in that sim). A job no serving provider has the
+//! stake for waits and is refunded at `queue_timeout`, with that reason, and is not counted
+//! as demand by the price: the value the network takes on is bounded by the stake securing
+//! it. One proven fraud also drops the provider's reputation to 1%, so its later
+//! assignments all but stop. What is left is
 //! variance: a provider that cheats on `k` jobs escapes every check with probability
 //! `(1 - p)^k` (0.5% for `k = 50`); `plexus sim` measures both. Verification costs about `p`
 //! extra compute (plus `dispute_verifiers` re-runs per dispute), which the protocol fee funds
@@ -380,8 +395,8 @@ mod state;
 pub use error::{LedgerError, TxError};
 pub use genesis::{Genesis, GenesisAccount, GenesisModel, Params, defaults};
 pub use market::{
-    Check, Event, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION, Model, Phase,
-    Provider, REPUTATION_GAIN, next_base_price,
+    Check, Event, FRAUD_SLASH_MARGIN, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION,
+    Model, Phase, Provider, REPUTATION_GAIN, job_fraud_slash, next_base_price,
 };
 pub use state::{Account, BlockOutcome, MAX_UNBONDING_ENTRIES, Queued, State, Unbonding, cost};
 

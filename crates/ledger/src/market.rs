@@ -451,6 +451,37 @@ pub(crate) enum MarketOp {
     RevealCheck(JobId, usize, Digest, bool),
 }
 
+/// How many times the expected gain a cheated job's slash is set to: `p * slash >= margin *
+/// job_value`. At 1 cheating breaks even on expectation, and a cheater that escapes its
+/// first few checks by luck ends ahead (`plexus sim --jobs-per-block 8`: 6 of 20 seeds);
+/// at 2 it must escape twice as many checks in a row for the same gain (BENCHMARKS.md).
+pub const FRAUD_SLASH_MARGIN: u128 = 2;
+
+/// The fraud slash of a job whose escrow is `job_value` (`max_units * max_unit_price`, the
+/// most its provider can be paid):
+/// `max(fraud_slash, ceil(job_value * FRAUD_SLASH_MARGIN * 10000 / verify_bps))`, or
+/// `fraud_slash` when `verify_bps` is 0 (no job is checked). A provider is assigned the job,
+/// or drawn to verify it, only if its stake covers this, so a cheater caught with probability
+/// `p = verify_bps / 10000` loses at least `p * slash >= 2 * job_value` on expectation.
+/// `None` if it overflows.
+pub fn job_fraud_slash(params: &crate::Params, job_value: Amount) -> Option<Amount> {
+    if params.verify_bps == 0 {
+        return Some(params.fraud_slash);
+    }
+    let bps = u128::from(params.verify_bps);
+    let scale = 10_000 * FRAUD_SLASH_MARGIN;
+    let floor = job_value.mul_div(scale, bps)?;
+    // With job_value = q * bps + r, job_value * scale / bps = q * scale + r * scale / bps:
+    // the division is exact when bps divides r * scale (r < bps <= 10000: no overflow).
+    let exact = ((job_value.get() % bps) * scale).is_multiple_of(bps);
+    let proportional = if exact {
+        floor
+    } else {
+        floor.checked_add(Amount::new(1))?
+    };
+    Some(proportional.max(params.fraud_slash))
+}
+
 /// `h + delta` blocks, `None` on overflow.
 fn height_after(h: Height, delta: u64) -> Option<Height> {
     h.get().checked_add(delta).map(Height::new)
@@ -646,6 +677,21 @@ impl State {
                 min: self.params.min_provider_stake,
             });
         }
+        // The stake that secured an open job (as its provider or a verifier) stays until the
+        // job leaves: unbonding it would shrink the slash a fraud on that job risks.
+        let mut backing = Amount::ZERO;
+        let mut jobs = 0u32;
+        for job in self.market.jobs.values() {
+            let involved =
+                job.provider == Some(*signer) || job.checks.iter().any(|c| c.verifier == *signer);
+            if involved && let Some(slash) = job_fraud_slash(&self.params, job.escrow) {
+                backing = backing.max(slash);
+                jobs += 1;
+            }
+        }
+        if stake_after < backing {
+            return Err(TxError::StakeBacksJobs { min: backing, jobs });
+        }
         Ok(())
     }
 
@@ -693,6 +739,8 @@ impl State {
         let escrow = max_unit_price
             .checked_mul(u128::from(max_units))
             .ok_or(TxError::Overflow)?;
+        // Its fraud slash must be a number too, so that assignment and disputes can use it.
+        job_fraud_slash(&self.params, escrow).ok_or(TxError::Overflow)?;
         Ok(MarketOp::Post(Box::new(Job {
             id,
             owner,
@@ -1088,12 +1136,43 @@ impl State {
         }
     }
 
-    /// Draw a verifier for `job` among providers serving its model, unpaused, holding the
-    /// minimum stake, not in `exclude`, with probability proportional to
-    /// `stake * reputation`.
+    /// `job`'s fraud slash ([`job_fraud_slash`] of its escrow). Checked when it was posted,
+    /// and the parameters never change, so an overflow here is a ledger bug.
+    fn job_slash(&self, job: &Job) -> Result<Amount, LedgerError> {
+        job_fraud_slash(&self.params, job.escrow).ok_or(LedgerError::HoldingsOverflow)
+    }
+
+    /// The stake a provider needs to be assigned `job` or drawn to verify it: the minimum
+    /// provider stake, and at least the job's fraud slash.
+    fn stake_to_serve(&self, job: &Job) -> Result<Amount, LedgerError> {
+        Ok(self.job_slash(job)?.max(self.params.min_provider_stake))
+    }
+
+    /// Per model, the largest stake among the providers that serve it, are unpaused and hold
+    /// the minimum stake (those [`State::model_capacity`] counts); a model nobody serves is
+    /// absent. A queued job whose fraud slash is above it can be taken by nobody.
+    fn largest_stakes(&self) -> BTreeMap<Digest, Amount> {
+        let mut largest: BTreeMap<Digest, Amount> = BTreeMap::new();
+        for (a, p) in &self.market.providers {
+            let stake = self.account_ref(a).stake;
+            if p.paused || stake < self.params.min_provider_stake {
+                continue;
+            }
+            for m in &p.models {
+                let entry = largest.entry(*m).or_insert(stake);
+                *entry = (*entry).max(stake);
+            }
+        }
+        largest
+    }
+
+    /// Draw a verifier for `job` among providers serving its model, unpaused, holding
+    /// `min_stake` (the minimum provider stake and the job's fraud slash), not in `exclude`,
+    /// with probability proportional to `stake * reputation`.
     fn draw_verifier(
         &self,
         job: &Job,
+        min_stake: Amount,
         exclude: &[Address],
         seed: &Digest,
         index: u32,
@@ -1105,7 +1184,7 @@ impl State {
             .filter(|(a, p)| !p.paused && p.models.contains(&job.model) && !exclude.contains(a))
             .filter_map(|(a, p)| {
                 let stake = self.account_ref(a).stake;
-                if stake < self.params.min_provider_stake {
+                if stake < min_stake {
                     return None;
                 }
                 let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
@@ -1162,7 +1241,8 @@ impl State {
             return Ok(());
         }
         let exclude: Vec<Address> = job.provider.into_iter().collect();
-        let Some(verifier) = self.draw_verifier(job, &exclude, seed, 0) else {
+        let min_stake = self.stake_to_serve(job)?;
+        let Some(verifier) = self.draw_verifier(job, min_stake, &exclude, seed, 0) else {
             return Ok(());
         };
         let commit_by = self.work_deadline(job)?;
@@ -1264,9 +1344,10 @@ impl State {
         let job = self.market.jobs.get(&id).expect("caller checked");
         let mut exclude: Vec<Address> = job.provider.into_iter().collect();
         exclude.extend(job.checks.iter().map(|c| c.verifier));
+        let min_stake = self.stake_to_serve(job)?;
         let mut drawn = Vec::new();
         for index in 1..=self.params.dispute_verifiers {
-            match self.draw_verifier(job, &exclude, seed, index) {
+            match self.draw_verifier(job, min_stake, &exclude, seed, index) {
                 Some(v) => {
                     exclude.push(v);
                     drawn.push(v);
@@ -1299,10 +1380,12 @@ impl State {
 
     /// Decide a dispute whose votes are all in (the job has left `jobs`). The provider is
     /// wrong when more than half the quorum as drawn disagrees with it, right when more than
-    /// half agrees, and otherwise the dispute is undecided; the losing side is
-    /// slashed `fraud_slash` each, `slash_reward_bps` of the total is shared by the winning
-    /// side and the rest is burned. With no vote at all the dispute is undecided: nobody is
-    /// slashed or paid and the owner gets its escrow back.
+    /// half agrees, and otherwise the dispute is undecided; each party on the losing side
+    /// (the provider, or every verifier whose verdict lost) is slashed the job's fraud slash,
+    /// [`job_fraud_slash`] `= max(fraud_slash, ceil(escrow * 10000 / verify_bps))`, or its
+    /// whole stake if less; `slash_reward_bps` of the total is shared by the winning side and
+    /// the rest is burned. With no vote at all the dispute is undecided: nobody is slashed or
+    /// paid and the owner gets its escrow back.
     fn decide(
         &mut self,
         undo: &mut BTreeMap<Address, Option<crate::Account>>,
@@ -1376,9 +1459,10 @@ impl State {
         } else {
             winners.push(provider);
         }
+        let slash = self.job_slash(&job)?;
         let mut slashed = Amount::ZERO;
         for who in &losers {
-            let amount = self.take_stake(undo, *who, self.params.fraud_slash);
+            let amount = self.take_stake(undo, *who, slash);
             slashed = slashed
                 .checked_add(amount)
                 .ok_or(LedgerError::HoldingsOverflow)?;
@@ -1480,12 +1564,21 @@ impl State {
                     if let Some(m) = self.market.models.get_mut(&job.model) {
                         m.queued_jobs -= 1;
                     }
-                    self.refund(
-                        undo,
-                        events,
-                        job,
-                        "no provider could take the job before the queue timeout",
-                    )?;
+                    let slash = self.job_slash(&job)?;
+                    let covered = self
+                        .largest_stakes()
+                        .get(&job.model)
+                        .is_some_and(|stake| *stake >= slash);
+                    let reason = if covered {
+                        "no provider could take the job before the queue timeout".to_string()
+                    } else {
+                        format!(
+                            "no provider serving the model has the stake to cover the job's \
+                             fraud slash of {slash} (max(fraud_slash, escrow * 10000 / \
+                             verify_bps)), so none could take it before the queue timeout"
+                        )
+                    };
+                    self.refund(undo, events, job, &reason)?;
                 }
                 Phase::Assigned | Phase::Committed => self.miss(undo, events, job)?,
                 Phase::Revealed => {}
@@ -1523,7 +1616,8 @@ impl State {
             let Some(job) = self.market.jobs.get(&id) else {
                 continue;
             };
-            let Some((provider, unit_price)) = self.pick_provider(job, seed) else {
+            let min_stake = self.stake_to_serve(job)?;
+            let Some((provider, unit_price)) = self.pick_provider(job, min_stake, seed) else {
                 continue;
             };
             // Slow work gets time: the model's speed floor stretches the deadline.
@@ -1553,15 +1647,28 @@ impl State {
         }
         // 7. Prices follow utilization. Demand is the assigned jobs plus the queued jobs
         //    that can still afford the base price (a priced-out job is not demand at this
-        //    price, as an under-priced transaction is not in EIP-1559).
+        //    price, as an under-priced transaction is not in EIP-1559) and whose fraud slash
+        //    some provider serving the model could cover (a higher price cannot clear a job
+        //    no stake can secure; counted, it would push the price up for nothing).
+        let largest = self.largest_stakes();
         let mut affordable: BTreeMap<Digest, u64> = BTreeMap::new();
         for id in self.market.queue.values() {
-            if let Some(job) = self.market.jobs.get(id)
-                && let Some(m) = self.market.models.get(&job.model)
-                && job.max_unit_price >= m.base_price
-            {
-                *affordable.entry(job.model).or_default() += 1;
+            let Some(job) = self.market.jobs.get(id) else {
+                continue;
+            };
+            let Some(m) = self.market.models.get(&job.model) else {
+                continue;
+            };
+            if job.max_unit_price < m.base_price {
+                continue;
             }
+            // With nobody serving the model at all, waiting jobs hold the price (below).
+            if let Some(stake) = largest.get(&job.model)
+                && *stake < self.job_slash(job)?
+            {
+                continue;
+            }
+            *affordable.entry(job.model).or_default() += 1;
         }
         let hashes: Vec<Digest> = self.market.models.keys().copied().collect();
         for hash in hashes {
@@ -1587,10 +1694,16 @@ impl State {
     }
 
     /// The provider for `job`: among eligible providers (serving the model, not paused,
-    /// enough stake, spare capacity, floor within the job's maximum, not tried before),
-    /// restricted to the job's region when any eligible provider is there, drawn with
-    /// probability proportional to stake × reputation using `seed`.
-    fn pick_provider(&self, job: &Job, seed: &Digest) -> Option<(Address, Amount)> {
+    /// stake of at least `min_stake` (the minimum provider stake and the job's fraud slash),
+    /// spare capacity, floor within the job's maximum, not tried before), restricted to the
+    /// job's region when any eligible provider is there, drawn with probability proportional
+    /// to stake × reputation using `seed`.
+    fn pick_provider(
+        &self,
+        job: &Job,
+        min_stake: Amount,
+        seed: &Digest,
+    ) -> Option<(Address, Amount)> {
         let model = self.market.models.get(&job.model)?;
         if model.base_price > job.max_unit_price {
             return None;
@@ -1608,7 +1721,7 @@ impl State {
             })
             .filter_map(|(address, p)| {
                 let stake = self.account_ref(address).stake;
-                if stake < self.params.min_provider_stake {
+                if stake < min_stake {
                     return None;
                 }
                 // <= stake, so the sum of weights stays within the supply.

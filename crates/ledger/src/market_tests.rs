@@ -872,10 +872,17 @@ fn failed_block_restores_the_market() {
 /// Post one job in a network where every commit is spot-checked, have its provider commit
 /// `output`, and return the job and its spot verifier.
 fn checked_job(net: &mut Net, providers: usize, output: &[u8]) -> (JobId, Address) {
+    // Escrow 4 * 100 = 400: checked on every job (p = 1), its fraud slash is
+    // max(FRAUD_SLASH, 2 * 400 / p) = 800, which every provider's stake covers.
+    checked_job_at(net, providers, output, 4)
+}
+
+/// `checked_job` with an escrow of `units * 100`.
+fn checked_job_at(net: &mut Net, providers: usize, output: &[u8], units: u32) -> (JobId, Address) {
     for i in 0..providers {
         net.register(i, 4, "", 0);
     }
-    let (id, post) = net.post(10, 150);
+    let (id, post) = net.post(units, 100);
     net.block(vec![post]);
     let c = net.commit(&id, output);
     let out = net.block(vec![c]);
@@ -951,7 +958,7 @@ fn a_spot_check_that_agrees_settles_and_pays_the_verifier() {
     // The provider may not reveal before the verifier has committed: the verifier would
     // see the result it is meant to reproduce.
     let key = net.provider_key(provider);
-    let action = reveal_action(&net.job(&id), &key, b"vector", 7);
+    let action = reveal_action(&net.job(&id), &key, b"vector", 4);
     assert_eq!(
         net.expect_err(&key, action),
         TxError::AwaitingVerifier(id.to_string())
@@ -981,7 +988,7 @@ fn a_spot_check_that_agrees_settles_and_pays_the_verifier() {
         TxError::NotVerifier(id.to_string())
     );
 
-    let r = net.reveal(&id, b"vector", 7);
+    let r = net.reveal(&id, b"vector", 4);
     net.block(vec![r]);
     let v_before = net.state.account(&verifier).balance;
     let rc = net.reveal_check(&id, verifier, b"vector", true);
@@ -990,16 +997,16 @@ fn a_spot_check_that_agrees_settles_and_pays_the_verifier() {
     let pay = net
         .state
         .treasury()
-        .checked_add(amt(70))
+        .checked_add(amt(40))
         .unwrap()
-        .min(amt(630));
+        .min(amt(360));
     assert!(out.events.contains(&Event::CheckRevealed {
         job: id,
         verifier,
         agrees: true,
     }));
     // Settles after the challenge window; the verifier earns what the provider earns
-    // (700 - 70), from the treasury.
+    // (400 - 40), from the treasury.
     let out = net.block(vec![]);
     assert!(
         out.events
@@ -1039,7 +1046,7 @@ fn a_dispute_proves_a_wrong_result_slashes_the_provider_and_refunds_the_owner() 
 
     let c = net.commit_check(&id, spot, b"right");
     net.block(vec![c]);
-    let r = net.reveal(&id, b"wrong", 7);
+    let r = net.reveal(&id, b"wrong", 4);
     net.block(vec![r]);
     let rc = net.reveal_check(&id, spot, b"right", false);
     let out = net.block(vec![rc]);
@@ -1106,7 +1113,7 @@ fn a_dispute_proves_a_wrong_result_slashes_the_provider_and_refunds_the_owner() 
     assert_eq!(net.state.supply(), supply.checked_sub(amt(401)).unwrap());
     // The owner gets its whole escrow back: it paid only the post's fee.
     assert!(out.events.iter().any(
-        |e| matches!(e, Event::JobRefunded { job, amount, .. } if job.id == id && *amount == amt(1_500))
+        |e| matches!(e, Event::JobRefunded { job, amount, .. } if job.id == id && *amount == amt(400))
     ));
     assert_eq!(
         net.state.account(&user).balance,
@@ -1125,7 +1132,7 @@ fn a_false_accusation_slashes_the_verifier_and_the_job_settles() {
     let provider = net.job(&id).provider.unwrap();
     let c = net.commit_check(&id, spot, b"lie");
     net.block(vec![c]);
-    let r = net.reveal(&id, b"right", 7);
+    let r = net.reveal(&id, b"right", 4);
     net.block(vec![r]);
     let rc = net.reveal_check(&id, spot, b"lie", false);
     let out = net.block(vec![rc]);
@@ -1163,7 +1170,7 @@ fn a_false_accusation_slashes_the_verifier_and_the_job_settles() {
     );
     assert_eq!(
         net.state.account(&provider).balance,
-        provider_before.checked_add(amt(630 + 200)).unwrap()
+        provider_before.checked_add(amt(360 + 200)).unwrap()
     );
 }
 
@@ -1257,7 +1264,7 @@ fn a_verifier_that_never_commits_is_penalised_and_the_job_settles_unchecked() {
         treasury.checked_add(amt(PENALTY)).unwrap()
     );
     // The provider's reveal is no longer held back, and settles.
-    let r = net.reveal(&id, b"vector", 7);
+    let r = net.reveal(&id, b"vector", 4);
     net.block(vec![r]);
     net.block(vec![]);
     let out = net.block(vec![]);
@@ -1300,10 +1307,18 @@ fn about_verify_bps_of_commits_are_checked() {
     // 10%: of 1000 jobs committed together, the draw (per job, from the block's seed)
     // picks a stable number near 100 (binomial: within three standard deviations).
     let mut net = Net::build(3, ModelKind::Embedding, 1_000);
+    // Escrow 100 at a 10% check rate: a fraud slash of 2 * 100 / p = 2000; bond that much.
+    let bonds: Vec<_> = net
+        .providers
+        .clone()
+        .iter()
+        .map(|k| net.tx(k, Action::Bond { amount: amt(1_000) }))
+        .collect();
+    net.block(bonds);
     for i in 0..3 {
         net.register(i, 1024, "", 0);
     }
-    let posts: Vec<_> = (0..1000).map(|_| net.post(1, 150).1).collect();
+    let posts: Vec<_> = (0..1000).map(|_| net.post(1, 100).1).collect();
     net.block(posts);
     let ids: Vec<JobId> = net.state.jobs().map(|j| j.id).collect();
     assert_eq!(ids.len(), 1000);
@@ -1315,4 +1330,166 @@ fn about_verify_bps_of_commits_are_checked() {
         .filter(|e| matches!(e, Event::CheckAssigned { .. }))
         .count();
     assert!((70..=130).contains(&checked), "{checked} of 1000 checked");
+}
+
+#[test]
+fn the_fraud_slash_grows_with_the_escrow_above_the_flat_slash() {
+    let mut params = Params::new(amt(FEE), 5);
+    params.fraud_slash = amt(800);
+    params.verify_bps = 1_000;
+    let slash_at =
+        |params: &Params, escrow: u128| job_fraud_slash(params, amt(escrow)).map(|a| a.get());
+    let slash = |escrow: u128| slash_at(&params, escrow);
+    // p = 10%, margin 2: 2 * escrow / p = 20 * escrow, rounded up, once past the flat slash.
+    assert_eq!(slash(0), Some(800));
+    assert_eq!(slash(40), Some(800));
+    assert_eq!(slash(41), Some(820));
+    assert_eq!(slash(12_345), Some(246_900));
+    assert_eq!(slash(u128::MAX), None, "an overflow is no number");
+    params.verify_bps = 3;
+    // 2 * 10000 / 3 = 6666.66..: rounded up, so p * slash >= 2 * escrow still holds.
+    assert_eq!(slash_at(&params, 1), Some(6_667));
+    assert_eq!(slash_at(&params, 3), Some(20_000));
+    params.verify_bps = 10_000;
+    assert_eq!(slash_at(&params, 400), Some(800));
+    assert_eq!(slash_at(&params, 401), Some(802));
+    // Nothing is checked: a fraud can be proven only by a dispute nobody opens.
+    params.verify_bps = 0;
+    assert_eq!(slash_at(&params, 1_000_000), Some(800));
+}
+
+#[test]
+fn a_job_goes_only_to_stake_that_covers_its_fraud_slash() {
+    let mut net = Net::build(2, ModelKind::Embedding, 1_000);
+    let big = net.providers[0].clone();
+    let bond = net.tx(&big, Action::Bond { amount: amt(6_000) });
+    net.block(vec![bond]);
+    net.register(0, 8, "", 0);
+    net.register(1, 8, "", 0);
+    let user = addr(&net.user);
+    let before = net.state.account(&user).balance;
+
+    // Escrow 300 at p = 10%: a slash of 2 * 300 / p = 6000, which only the provider with
+    // 7000 covers, however the draw falls.
+    let mut ids = Vec::new();
+    let mut posts = Vec::new();
+    for _ in 0..6 {
+        let (id, post) = net.post(3, 100);
+        ids.push(id);
+        posts.push(post);
+    }
+    net.block(posts);
+    for id in &ids {
+        assert_eq!(net.job(id).provider, Some(addr(&big)), "job {id}");
+    }
+
+    // The stake that secured those jobs cannot leave before them.
+    assert_eq!(
+        net.expect_err(&big, Action::Unbond { amount: amt(1_001) }),
+        TxError::StakeBacksJobs {
+            min: amt(6_000),
+            jobs: 6
+        }
+    );
+    let unbond = net.tx(&big, Action::Unbond { amount: amt(1_000) });
+    net.state.check_tx(&unbond, Queued::default()).unwrap();
+
+    // Escrow 1000: a slash of 20000, beyond every stake. Nobody takes it, it is not demand
+    // (the price does not move for it), and the queue timeout refunds it saying why.
+    let base = net.state.model(&model_hash()).unwrap().base_price;
+    let (id, post) = net.post(10, 100);
+    let out = net.block(vec![post]);
+    assert_eq!(net.job(&id).phase, Phase::Queued);
+    assert!(
+        out.events
+            .iter()
+            .all(|e| !matches!(e, Event::JobRefunded { .. }))
+    );
+    let mut refund = None;
+    for _ in 0..5 {
+        let out = net.block(vec![]);
+        refund = refund.or_else(|| {
+            out.events.iter().find_map(|e| match e {
+                Event::JobRefunded {
+                    job,
+                    amount,
+                    reason,
+                } if job.id == id => Some((*amount, reason.clone())),
+                _ => None,
+            })
+        });
+    }
+    let (amount, reason) = refund.expect("refunded at the queue timeout");
+    assert_eq!(amount, amt(1_000));
+    assert!(
+        reason.contains("stake to cover the job's fraud slash of 20000"),
+        "{reason}"
+    );
+    assert!(net.state.model(&model_hash()).unwrap().base_price <= base);
+    // The user paid the posts' fees and the six assigned jobs' escrow, nothing for the
+    // refunded one.
+    let held: u128 = ids
+        .iter()
+        .filter_map(|id| net.state.job(id))
+        .map(|j| j.escrow.get())
+        .sum();
+    assert_eq!(
+        net.state.account(&user).balance,
+        before.checked_sub(amt(7 * FEE + held)).unwrap()
+    );
+}
+
+#[test]
+fn a_proven_fraud_costs_the_job_s_slash_not_the_flat_one() {
+    let mut net = Net::build(4, ModelKind::Chat, 10_000);
+    let bonds: Vec<_> = net
+        .providers
+        .clone()
+        .iter()
+        .map(|k| net.tx(k, Action::Bond { amount: amt(2_000) }))
+        .collect();
+    net.block(bonds);
+    // Escrow 1200, every job checked (p = 1): a slash of 2 * 1200 = 2400, above FRAUD_SLASH.
+    let (id, spot) = checked_job_at(&mut net, 4, b"wrong", 12);
+    let provider = net.job(&id).provider.unwrap();
+    let c = net.commit_check(&id, spot, b"right");
+    net.block(vec![c]);
+    let r = net.reveal(&id, b"wrong", 10);
+    net.block(vec![r]);
+    let rc = net.reveal_check(&id, spot, b"right", false);
+    let out = net.block(vec![rc]);
+    let quorum = out
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
+            _ => None,
+        })
+        .expect("dispute opened");
+    let commits: Vec<_> = quorum
+        .iter()
+        .map(|v| net.commit_check(&id, *v, b"right"))
+        .collect();
+    net.block(commits);
+    let reveals: Vec<_> = quorum
+        .iter()
+        .map(|v| net.reveal_check(&id, *v, b"right", false))
+        .collect();
+    let supply = net.state.supply();
+    let out = net.block(reveals);
+    assert!(
+        out.events.contains(&Event::Slashed {
+            who: provider,
+            job: id,
+            amount: amt(2_400),
+        }),
+        "{:?}",
+        out.events
+    );
+    assert_eq!(net.stake(&provider), amt(MIN_STAKE + 2_000 - 2_400));
+    // Half to the three who were right (400 each), the rest burned.
+    assert_eq!(
+        net.state.supply(),
+        supply.checked_sub(amt(2_400 - 3 * 400)).unwrap()
+    );
 }

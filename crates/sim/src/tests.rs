@@ -204,3 +204,31 @@ fn a_lone_lazy_vote_never_convicts_an_honest_provider() {
     assert_sound(&r);
     assert_eq!(r.honest_slashed, 0);
 }
+
+#[test]
+fn a_price_run_up_does_not_make_cheating_pay() {
+    // Twice the posts the target use absorbs: the price climbs past where a flat
+    // `fraud_slash` deters (every seed here had a profitable cheater under it). The job's
+    // slash grows with its escrow, and jobs no stake can secure are refunded.
+    for seed in 1..=2 {
+        let r = run(&Config {
+            seed,
+            jobs: 4_000,
+            jobs_per_block: 8,
+            cheat_rate_bps: 1_000,
+            ..Config::default()
+        });
+        assert_sound(&r);
+        assert_eq!(r.jobs_posted, 4_000, "seed {seed}: every post accepted");
+        assert!(
+            r.jobs_refunded > 0,
+            "seed {seed}: stake bounds the value taken on"
+        );
+        assert_eq!(r.cheaters_caught, 1, "seed {seed}");
+        assert_eq!(
+            r.cheaters_profitable, 0,
+            "seed {seed}: {:?}",
+            r.providers[0]
+        );
+    }
+}
