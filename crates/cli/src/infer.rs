@@ -303,7 +303,8 @@ pub fn run_infer(cmd: InferCmd) -> anyhow::Result<()> {
         } => {
             let files = dir.locate(&model)?;
             let precision = precision_of(quantized);
-            let mut chat = ChatModel::load(&files, precision, &plexus_inference::default_device())?;
+            let device = plexus_inference::default_device();
+            let mut chat = ChatModel::load(&files, precision, &device)?;
             let params = GenerateParams {
                 max_tokens,
                 temperature,
@@ -330,6 +331,7 @@ pub fn run_infer(cmd: InferCmd) -> anyhow::Result<()> {
                     "temperature": temperature,
                     "top_p": top_p,
                     "precision": precision_name(precision),
+                    "device": plexus_inference::device_name(&device),
                 });
                 serde_json::to_writer(&mut out, &v)?;
             }
@@ -457,7 +459,8 @@ pub fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
             }
             let files = dir.locate(&model)?;
             let precision = precision_of(quantized);
-            let mut chat = ChatModel::load(&files, precision, &plexus_inference::default_device())?;
+            let device = plexus_inference::default_device();
+            let mut chat = ChatModel::load(&files, precision, &device)?;
             let prompt =
                 "Write a short story about a lighthouse keeper who finds a message in a bottle.";
             let params = GenerateParams {
@@ -488,6 +491,7 @@ pub fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
                 "model": files.spec.name,
                 "model_hash": files.spec.model_hash(),
                 "precision": precision_name(precision),
+                "device": plexus_inference::device_name(&device),
                 "threads": plexus_inference::num_threads(),
                 "prompt_tokens": c.usage.prompt_tokens,
                 "completion_tokens": c.usage.completion_tokens,
@@ -498,13 +502,14 @@ pub fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
                 println!("{v}");
             } else {
                 println!(
-                    "{}: {:.1} tokens/s generation, {:.1} tokens/s prompt ({} prompt + {} generated tokens, {}, {} threads)",
+                    "{}: {:.1} tokens/s generation, {:.1} tokens/s prompt ({} prompt + {} generated tokens, {}, {}, {} threads)",
                     files.spec.name,
                     v["tokens_per_s"].as_f64().unwrap_or_default(),
                     v["prompt_tokens_per_s"].as_f64().unwrap_or_default(),
                     c.usage.prompt_tokens,
                     c.usage.completion_tokens,
                     v["precision"].as_str().unwrap_or_default(),
+                    plexus_inference::device_name(&device),
                     plexus_inference::num_threads(),
                 );
             }

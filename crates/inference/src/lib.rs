@@ -38,14 +38,29 @@ pub use chat::{ChatModel, Completion, FinishReason, GenerateParams, Message, Pre
 pub use embed::Embedder;
 pub use error::{Error, Result};
 
-/// The device inference runs on: the first CUDA GPU when built with the `cuda` feature and
-/// one is present, else the CPU.
+/// Set to `cpu` to keep a CUDA build's chat on the CPU (to compare the two on one machine).
+pub const DEVICE_ENV: &str = "PLEXUS_DEVICE";
+
+/// The device chat inference runs on: the first CUDA GPU when built with the `cuda` feature
+/// and one is present (unless `PLEXUS_DEVICE=cpu`), else the CPU. Embeddings always run on
+/// the CPU (the packed encoder in `bert` is CPU code).
 pub fn default_device() -> candle_core::Device {
     #[cfg(feature = "cuda")]
-    if let Ok(d) = candle_core::Device::new_cuda(0) {
+    if std::env::var(DEVICE_ENV).as_deref() != Ok("cpu")
+        && let Ok(d) = candle_core::Device::new_cuda(0)
+    {
         return d;
     }
     candle_core::Device::Cpu
+}
+
+/// `cpu`, or `cuda:N` for GPU N: what reports say the work ran on.
+pub fn device_name(device: &candle_core::Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => "cpu".into(),
+        candle_core::DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// Threads candle uses in this process (set with `RAYON_NUM_THREADS` before it starts).
