@@ -482,6 +482,26 @@ pub fn job_fraud_slash(params: &crate::Params, job_value: Amount) -> Option<Amou
     Some(proportional.max(params.fraud_slash))
 }
 
+/// The candidate a point drawn from `draw` (its first 16 bytes, modulo the total weight)
+/// falls on, walking `candidates` in order: each is chosen with probability proportional to
+/// its weight. `None` when there is no weight at all or the total overflows.
+fn weighted_pick<T>(candidates: Vec<(T, Amount)>, draw: &Digest) -> Option<T> {
+    let total = Amount::checked_sum(candidates.iter().map(|(_, w)| *w))?;
+    if total.is_zero() {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&draw.as_ref()[..16]);
+    let mut point = u128::from_be_bytes(bytes) % total.get();
+    for (candidate, weight) in candidates {
+        if point < weight.get() {
+            return Some(candidate);
+        }
+        point -= weight.get();
+    }
+    None
+}
+
 /// `h + delta` blocks, `None` on overflow.
 fn height_after(h: Height, delta: u64) -> Option<Height> {
     h.get().checked_add(delta).map(Height::new)
@@ -1182,19 +1202,8 @@ impl State {
             .providers
             .iter()
             .filter(|(a, p)| !p.paused && p.models.contains(&job.model) && !exclude.contains(a))
-            .filter_map(|(a, p)| {
-                let stake = self.account_ref(a).stake;
-                if stake < min_stake {
-                    return None;
-                }
-                let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
-                (!weight.is_zero()).then_some((*a, weight))
-            })
+            .filter_map(|(a, p)| Some((*a, self.draw_weight(a, p, min_stake)?)))
             .collect();
-        let total = Amount::checked_sum(candidates.iter().map(|(_, w)| *w))?;
-        if total.is_zero() {
-            return None;
-        }
         let draw = sha256(&[
             VERIFIER_NAMESPACE,
             seed.as_ref(),
@@ -1202,16 +1211,19 @@ impl State {
             &job.attempts.to_be_bytes(),
             &index.to_be_bytes(),
         ]);
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&draw.as_ref()[..16]);
-        let mut point = u128::from_be_bytes(bytes) % total.get();
-        for (address, weight) in candidates {
-            if point < weight.get() {
-                return Some(address);
-            }
-            point -= weight.get();
+        weighted_pick(candidates, &draw)
+    }
+
+    /// A provider's weight in the assignment and verifier draws: `stake * reputation /
+    /// MAX_REPUTATION` (never above its stake, so a sum of weights stays within the supply),
+    /// or `None` when its stake is below `min_stake` or the weight is zero.
+    fn draw_weight(&self, address: &Address, p: &Provider, min_stake: Amount) -> Option<Amount> {
+        let stake = self.account_ref(address).stake;
+        if stake < min_stake {
+            return None;
         }
-        None
+        let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
+        (!weight.is_zero()).then_some(weight)
     }
 
     /// With probability `verify_bps / 10000`, from the block's seed, give the just-committed
@@ -1719,42 +1731,23 @@ impl State {
                     && p.models.contains(&job.model)
                     && !job.tried.contains(address)
             })
-            .filter_map(|(address, p)| {
-                let stake = self.account_ref(address).stake;
-                if stake < min_stake {
-                    return None;
-                }
-                // <= stake, so the sum of weights stays within the supply.
-                let weight = stake.mul_div(u128::from(p.reputation), u128::from(MAX_REPUTATION))?;
-                (!weight.is_zero()).then_some((address, p, weight))
-            })
+            .filter_map(|(address, p)| Some((address, p, self.draw_weight(address, p, min_stake)?)))
             .collect();
         let in_region =
             !job.region.is_empty() && eligible.iter().any(|(_, p, _)| p.region == job.region);
         let candidates: Vec<_> = eligible
             .into_iter()
             .filter(|(_, p, _)| !in_region || p.region == job.region)
+            .map(|(address, p, weight)| ((address, p), weight))
             .collect();
-        let total = Amount::checked_sum(candidates.iter().map(|(_, _, w)| *w))?;
-        if total.is_zero() {
-            return None;
-        }
         let draw = sha256(&[
             ASSIGN_NAMESPACE,
             seed.as_ref(),
             job.id.as_bytes(),
             &job.attempts.to_be_bytes(),
         ]);
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(&draw.as_ref()[..16]);
-        let mut point = u128::from_be_bytes(bytes) % total.get();
-        for (address, p, weight) in candidates {
-            if point < weight.get() {
-                return Some((*address, model.base_price.max(p.price_floor)));
-            }
-            point -= weight.get();
-        }
-        None
+        let (address, p) = weighted_pick(candidates, &draw)?;
+        Some((*address, model.base_price.max(p.price_floor)))
     }
 
     fn refund(

@@ -943,6 +943,24 @@ impl Net {
         )
     }
 
+    /// The provider reveals "wrong" (`units` of work), the spot verifier `spot` "right" and
+    /// disagrees: returns the quorum the dispute draws.
+    fn dispute_wrong_result(&mut self, id: &JobId, spot: Address, units: u32) -> Vec<Address> {
+        let c = self.commit_check(id, spot, b"right");
+        self.block(vec![c]);
+        let r = self.reveal(id, b"wrong", units);
+        self.block(vec![r]);
+        let rc = self.reveal_check(id, spot, b"right", false);
+        let out = self.block(vec![rc]);
+        out.events
+            .iter()
+            .find_map(|e| match e {
+                Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
+                _ => None,
+            })
+            .expect("dispute opened")
+    }
+
     fn stake(&self, a: &Address) -> Amount {
         self.state.account(a).stake
     }
@@ -1044,21 +1062,8 @@ fn a_dispute_proves_a_wrong_result_slashes_the_provider_and_refunds_the_owner() 
     let provider_stake = net.stake(&provider);
     let supply = net.state.supply();
 
-    let c = net.commit_check(&id, spot, b"right");
-    net.block(vec![c]);
-    let r = net.reveal(&id, b"wrong", 4);
-    net.block(vec![r]);
-    let rc = net.reveal_check(&id, spot, b"right", false);
-    let out = net.block(vec![rc]);
     // The two remaining providers are drawn to decide.
-    let quorum = out
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
-            _ => None,
-        })
-        .expect("dispute opened");
+    let quorum = net.dispute_wrong_result(&id, spot, 4);
     assert_eq!(quorum.len(), 2);
     assert!(!quorum.contains(&provider) && !quorum.contains(&spot));
     assert!(net.job(&id).disputed);
@@ -1452,20 +1457,7 @@ fn a_proven_fraud_costs_the_job_s_slash_not_the_flat_one() {
     // Escrow 1200, every job checked (p = 1): a slash of 2 * 1200 = 2400, above FRAUD_SLASH.
     let (id, spot) = checked_job_at(&mut net, 4, b"wrong", 12);
     let provider = net.job(&id).provider.unwrap();
-    let c = net.commit_check(&id, spot, b"right");
-    net.block(vec![c]);
-    let r = net.reveal(&id, b"wrong", 10);
-    net.block(vec![r]);
-    let rc = net.reveal_check(&id, spot, b"right", false);
-    let out = net.block(vec![rc]);
-    let quorum = out
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::DisputeOpened { verifiers, .. } => Some(verifiers.clone()),
-            _ => None,
-        })
-        .expect("dispute opened");
+    let quorum = net.dispute_wrong_result(&id, spot, 10);
     let commits: Vec<_> = quorum
         .iter()
         .map(|v| net.commit_check(&id, *v, b"right"))
