@@ -525,13 +525,14 @@ pub async fn providers(rpc: RpcArgs) -> Result<()> {
         return Ok(());
     }
     outln!(
-        "{:<16} {:<10} {:>8} {:>6} {:>10} {:>14} {:>6}  models",
+        "{:<16} {:<10} {:>8} {:>6} {:>10} {:>14} {:>14} {:>6}  models",
         "address",
         "region",
         "capacity",
         "active",
         "floor",
         "stake",
+        "max escrow",
         "rep"
     );
     for p in providers {
@@ -551,14 +552,21 @@ pub async fn providers(rpc: RpcArgs) -> Result<()> {
                 .map(str::to_string)
                 .unwrap_or(p[k].to_string())
         };
+        // The biggest job its stake can secure (null: no spot checks, no bound).
+        let max_escrow = if p["max_job_escrow"].is_null() {
+            "any".to_string()
+        } else {
+            s("max_job_escrow")
+        };
         outln!(
-            "{:<16} {:<10} {:>8} {:>6} {:>10} {:>14} {:>6}  {}{}",
+            "{:<16} {:<10} {:>8} {:>6} {:>10} {:>14} {:>14} {:>6}  {}{}",
             &s("address")[..16],
             s("region"),
             s("capacity"),
             s("active_jobs"),
             s("price_floor"),
             s("stake"),
+            max_escrow,
             s("reputation"),
             models.join(","),
             if p["paused"] == true { " (paused)" } else { "" }

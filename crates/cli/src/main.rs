@@ -180,7 +180,8 @@ enum Command {
         #[command(subcommand)]
         command: receipt::ReceiptCommand,
     },
-    /// Registered providers: models, capacity, stake, reputation.
+    /// Registered providers: models, capacity, stake, the biggest job (escrow) that stake can
+    /// secure against fraud (`max_job_escrow`), reputation.
     Providers {
         #[command(flatten)]
         rpc: RpcArgs,

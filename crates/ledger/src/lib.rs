@@ -244,7 +244,7 @@
 //! and a cheater whose first checks miss it by luck ends ahead (6 of 20 seeds in that sim). A job no serving provider has the
 //! stake for waits and is refunded at `queue_timeout`, with that reason, and is not counted
 //! as demand by the price: the value the network takes on is bounded by the stake securing
-//! it. One proven fraud also drops the provider's reputation to 1%, so its later
+//! it ([`max_secured_escrow`]; the node reports it per provider as `max_job_escrow`). One proven fraud also drops the provider's reputation to 1%, so its later
 //! assignments all but stop. What is left is
 //! variance: a provider that cheats on `k` jobs escapes every check with probability
 //! `(1 - p)^k` (0.5% for `k = 50`); `plexus sim` measures both. Verification costs about `p`
@@ -396,7 +396,7 @@ pub use error::{LedgerError, TxError};
 pub use genesis::{Genesis, GenesisAccount, GenesisModel, Params, defaults};
 pub use market::{
     Check, Event, FRAUD_SLASH_MARGIN, Job, MAX_PROVIDER_CAPACITY, MAX_REPUTATION, MIN_REPUTATION,
-    Model, Phase, Provider, REPUTATION_GAIN, job_fraud_slash, next_base_price,
+    Model, Phase, Provider, REPUTATION_GAIN, job_fraud_slash, max_secured_escrow, next_base_price,
 };
 pub use state::{Account, BlockOutcome, MAX_UNBONDING_ENTRIES, Queued, State, Unbonding, cost};
 

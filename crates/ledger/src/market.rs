@@ -502,6 +502,20 @@ fn weighted_pick<T>(candidates: Vec<(T, Amount)>, draw: &Digest) -> Option<T> {
     None
 }
 
+/// The largest escrow whose fraud slash `stake` covers (the biggest job such a provider can
+/// be assigned or check): `stake * verify_bps / (10000 * FRAUD_SLASH_MARGIN)`, zero when
+/// the stake is below the flat `fraud_slash`, `None` (no bound) when `verify_bps` is 0 and
+/// it is not.
+pub fn max_secured_escrow(params: &crate::Params, stake: Amount) -> Option<Amount> {
+    if stake < params.fraud_slash {
+        return Some(Amount::ZERO);
+    }
+    if params.verify_bps == 0 {
+        return None;
+    }
+    stake.mul_div(u128::from(params.verify_bps), 10_000 * FRAUD_SLASH_MARGIN)
+}
+
 /// `h + delta` blocks, `None` on overflow.
 fn height_after(h: Height, delta: u64) -> Option<Height> {
     h.get().checked_add(delta).map(Height::new)

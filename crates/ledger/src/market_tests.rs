@@ -1364,6 +1364,25 @@ fn the_fraud_slash_grows_with_the_escrow_above_the_flat_slash() {
 }
 
 #[test]
+fn the_largest_secured_escrow_is_the_last_one_the_stake_covers() {
+    let mut params = Params::new(amt(FEE), 5);
+    params.fraud_slash = amt(800);
+    for bps in [1, 3, 1_000, 7_777, 10_000] {
+        params.verify_bps = bps;
+        for stake in [800u128, 801, 1_000, 12_345, 10u128.pow(20)] {
+            let max = max_secured_escrow(&params, amt(stake)).unwrap();
+            let slash = |e: Amount| job_fraud_slash(&params, e).unwrap();
+            assert!(slash(max) <= amt(stake), "bps {bps}, stake {stake}");
+            let next = max.checked_add(amt(1)).unwrap();
+            assert!(slash(next) > amt(stake), "bps {bps}, stake {stake}");
+        }
+    }
+    assert_eq!(max_secured_escrow(&params, amt(799)), Some(Amount::ZERO));
+    params.verify_bps = 0;
+    assert_eq!(max_secured_escrow(&params, amt(800)), None);
+}
+
+#[test]
 fn a_job_goes_only_to_stake_that_covers_its_fraud_slash() {
     let mut net = Net::build(2, ModelKind::Embedding, 1_000);
     let big = net.providers[0].clone();

@@ -458,6 +458,11 @@ fn provider_json(ledger: &plexus_ledger::State, address: &Address) -> Option<Val
     v["stake"] = json!(ledger.account(address).stake);
     v["eligible_stake"] =
         json!(ledger.account(address).stake >= ledger.params().min_provider_stake);
+    // The biggest job (by escrow) this stake can secure; null: no bound (no spot checks).
+    v["max_job_escrow"] = json!(plexus_ledger::max_secured_escrow(
+        ledger.params(),
+        ledger.account(address).stake
+    ));
     Some(v)
 }
 
