@@ -279,6 +279,9 @@ impl ChatModel {
         let mut stream = TextStream::new(&params.stop);
         let mut tokens = Vec::new();
         let mut finish = FinishReason::Length;
+        // Before anything touches GPU memory, freeing the last job's cache included: a GPU
+        // buffer freed on a thread without the context leaks and poisons the next call.
+        crate::bind_device_to_thread(self.model.device())?;
         self.model.clear_cache();
         let mut logits = self.model.forward(prompt, 0)?;
         loop {

@@ -54,6 +54,25 @@ pub fn default_device() -> candle_core::Device {
     candle_core::Device::Cpu
 }
 
+/// Makes `device`'s CUDA context current on the calling thread (a no-op on the CPU). The
+/// driver keeps one current context per thread, and a model loaded on one thread is later run
+/// on others (the provider's blocking pool). cudarc binds before its checked calls but not
+/// when it frees a buffer: freeing on an unbound thread fails, the memory leaks and the
+/// recorded `CUDA_ERROR_INVALID_CONTEXT` fails the next call, as a GPU provider's chat jobs
+/// did on an H100 until generation bound the context first.
+pub fn bind_device_to_thread(device: &candle_core::Device) -> candle_core::Result<()> {
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(d) = device {
+        d.cuda_stream()
+            .context()
+            .bind_to_thread()
+            .map_err(|e| candle_core::Error::Msg(format!("binding the CUDA context: {e:?}")))?;
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = device;
+    Ok(())
+}
+
 /// `cpu`, or `cuda:N` for GPU N: what reports say the work ran on.
 pub fn device_name(device: &candle_core::Device) -> String {
     match device.location() {

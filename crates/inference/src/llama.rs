@@ -194,6 +194,13 @@ impl Llama {
     }
 
     /// Forgets the cached keys and values (start a new sequence).
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        self.cos.device()
+    }
+
+    /// Drops the cached keys and values. On a GPU, call it on a thread bound to the model's
+    /// context ([`crate::bind_device_to_thread`]), as [`crate::ChatModel`] does.
     pub fn clear_cache(&mut self) {
         for b in &mut self.blocks {
             b.cache = None;
@@ -208,6 +215,8 @@ impl Llama {
             candle_core::bail!("positions {pos}..{} out of the context", pos + s);
         }
         let dev = self.cos.device().clone();
+        // This thread may not be the one that loaded the model.
+        crate::bind_device_to_thread(&dev)?;
         let ids = Tensor::new(tokens, &dev)?.unsqueeze(0)?;
         let mut x = self.embed.forward(&ids)?; // (1, s, h)
         let mask = if s > 1 {

@@ -554,6 +554,12 @@ fn the_gpu_generates_what_the_cpu_does() {
             on_cpu.tokens, on_gpu.tokens
         );
         assert_eq!(on_gpu, cuda.chat("the cat", &greedy, |_| {}).unwrap());
+        // A provider loads a model on one thread and runs jobs on others.
+        let params = greedy.clone();
+        let elsewhere = std::thread::spawn(move || cuda.chat("the cat", &params, |_| {}).unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(on_gpu, elsewhere, "{p:?}: on another thread");
         if p == Precision::Exact {
             assert_eq!(on_cpu.tokens, on_gpu.tokens, "{p:?}");
         }
