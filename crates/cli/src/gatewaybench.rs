@@ -14,7 +14,7 @@
 use crate::infer::median;
 use anyhow::{Context, Result, anyhow, bail};
 use plexus_inference::chat::GenerateParams;
-use plexus_inference::{ChatModel, Device, Message, ModelFiles, Precision};
+use plexus_inference::{ChatModel, Message, ModelFiles, Precision};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -188,7 +188,12 @@ pub async fn run(args: GatewayBenchArgs) -> Result<()> {
     }
     let (base, key) = devnet_defaults(&args)?;
     let files = ModelFiles::locate(MODEL, args.models_dir.as_deref())?;
-    let mut model = ChatModel::load(&files, Precision::Exact, &Device::Cpu)?;
+    // Where the providers run it: the GPU in a CUDA build, so the ratio is the gateway's cost.
+    let mut model = ChatModel::load(
+        &files,
+        Precision::Exact,
+        &plexus_inference::default_device(),
+    )?;
     let prompt = args.prompt.clone();
     let max_tokens = args.max_tokens;
     let runs = args.runs;
